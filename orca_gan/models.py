@@ -1,0 +1,306 @@
+"""Recurrent DCGAN over sequences of spectrogram images, one time step per call.
+
+A sequence is a run of consecutive `window_s` windows of one recording, each an image
+of shape [image_size (freq), image_size (time), 1] with values in [-1, 1]. The
+generator and the discriminator each carry an LSTM through the sequence.
+
+Both models follow ddsp's `StatelessRnn` pattern: `call` takes the recurrent state and
+returns the new one, and neither model keeps state between calls. The caller owns the
+state, which is what lets
+
+* the training loop run one D and one G update per time step and keep a separate
+  discriminator state for the real and for the generated stream;
+* the G update of step `t` reuse the D state of step `t` without advancing it twice;
+* serving run any batch size and put the state into the SavedModel signature.
+
+States are `(h, c)` tuples of float32 tensors, shape [batch, lstm_units], and stay
+float32 under a mixed-precision policy so that loop-carried state keeps one dtype.
+Images, logits and embeddings are float32 as well.
+
+`generate_sequence` and `discriminate_sequence` run a whole sequence with a
+`tf.while_loop`, so they work in `tf.function` with unknown batch and time dims.
+"""
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+
+State = tuple[tf.Tensor, tf.Tensor]
+
+# Side of the smallest feature map: the generator's seed and the discriminator's
+# last convolution.
+_BASE_SIZE = 4
+# Kernel divisible by the stride: no checkerboard from uneven overlap of transposed
+# convolutions (Odena et al. 2016); the discriminator uses the same for symmetry.
+_KERNEL_SIZE = 4
+# The discriminator's widths double per block up to this multiple of df_dim.
+_MAX_DF_MULTIPLE = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Sizes of the generator and the discriminator.
+
+  Attributes:
+    image_size: Height and width of an image in pixels; a power of two >= 16.
+    z_dim: Size of the latent vector fed to the generator at every step.
+    fast_z: The first `fast_z` latent dims are redrawn every step; the other
+      `z_dim - fast_z` are drawn once per sequence (see `sample_latents`).
+    g_lstm_units: Units of the generator's LSTM.
+    d_lstm_units: Units of the discriminator's LSTM (and size of its embedding).
+    gf_dim: Channels of the generator's 4x4 seed; halved at every upsampling.
+    df_dim: Channels of the discriminator's first convolution; doubled per block up
+      to `8 * df_dim`.
+  """
+  image_size: int = 128
+  z_dim: int = 128
+  fast_z: int = 128
+  g_lstm_units: int = 256
+  d_lstm_units: int = 256
+  gf_dim: int = 256
+  df_dim: int = 64
+
+  def __post_init__(self):
+    size = self.image_size
+    if size < 16 or size & (size - 1):
+      raise ValueError(f'image_size must be a power of two >= 16, got {size}')
+    for name in ('z_dim', 'g_lstm_units', 'd_lstm_units', 'gf_dim', 'df_dim'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
+    if not 0 <= self.fast_z <= self.z_dim:
+      raise ValueError(f'fast_z must be in [0, z_dim={self.z_dim}], got {self.fast_z}')
+
+  @property
+  def num_resolutions(self) -> int:
+    """Number of stride-2 layers between the 4x4 base and the image."""
+    return int(math.log2(self.image_size // _BASE_SIZE))
+
+
+class Generator(keras.Model):
+  """One step of the generator: latent vector + LSTM state -> image + new state.
+
+  z -> LSTMCell -> concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> stride-2
+  Conv2DTranspose blocks (BatchNorm + ReLU, as DCGAN) halving the width -> a last
+  stride-2 Conv2DTranspose to one channel -> tanh.
+
+  The batch-norm layers make the output depend on `training` (batch statistics vs
+  moving averages), as in DCGAN; everything else is per-row.
+  """
+
+  def __init__(self, config: ModelConfig, **kwargs):
+    super().__init__(**kwargs)
+    self.config = config
+    self.lstm_cell = keras.layers.LSTMCell(config.g_lstm_units, name='lstm_cell')
+    self.project = keras.layers.Dense(
+        _BASE_SIZE * _BASE_SIZE * config.gf_dim, use_bias=False, name='project')
+    self.reshape = keras.layers.Reshape((_BASE_SIZE, _BASE_SIZE, config.gf_dim))
+    self.project_norm = keras.layers.BatchNormalization(name='project_norm')
+    self.deconvs = []
+    self.norms = []
+    for i in range(1, config.num_resolutions):
+      width = max(config.gf_dim // 2**i, 1)
+      self.deconvs.append(keras.layers.Conv2DTranspose(
+          width, _KERNEL_SIZE, strides=2, padding='same', use_bias=False,
+          name=f'deconv_{i}'))
+      self.norms.append(keras.layers.BatchNormalization(name=f'norm_{i}'))
+    self.to_image = keras.layers.Conv2DTranspose(
+        1, _KERNEL_SIZE, strides=2, padding='same', name='to_image')
+    # float32 so that a mixed-precision run still emits float32 images.
+    self.tanh = keras.layers.Activation('tanh', dtype='float32', name='tanh')
+
+  def initial_state(self, batch_size) -> State:
+    """Zero state `(h, c)`, each float32 of shape [batch_size, g_lstm_units]."""
+    shape = [batch_size, self.config.g_lstm_units]
+    return tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)
+
+  def call(self, z, state, training=False):
+    """Generates the next image of each sequence.
+
+    Args:
+      z: Latent vectors, shape [batch, z_dim].
+      state: `(h, c)` from `initial_state` or the previous step, each
+        [batch, g_lstm_units].
+      training: Batch-norm mode.
+
+    Returns:
+      images: float32 in [-1, 1], shape [batch, image_size, image_size, 1].
+      new_state: float32 `(h, c)`, each [batch, g_lstm_units].
+    """
+    lstm_out, (h, c) = self.lstm_cell(z, list(state), training=training)
+    x = tf.concat([lstm_out, tf.cast(z, lstm_out.dtype)], axis=-1)
+    x = self.reshape(self.project(x))                    # [b, 4, 4, gf_dim]
+    x = tf.nn.relu(self.project_norm(x, training=training))
+    for deconv, norm in zip(self.deconvs, self.norms):
+      x = tf.nn.relu(norm(deconv(x), training=training))
+    images = self.tanh(self.to_image(x))                 # [b, size, size, 1]
+    return images, (tf.cast(h, tf.float32), tf.cast(c, tf.float32))
+
+
+class Discriminator(keras.Model):
+  """One step of the discriminator: image + LSTM state -> logit, embedding, state.
+
+  Stride-2 Conv2D blocks with LeakyReLU(0.2), widths df_dim, 2 df_dim, 4 df_dim,
+  8 df_dim (then 8 df_dim again) down to 4x4 -> flatten -> LSTMCell -> Dense(1).
+
+  No batch normalization: it couples the rows of a batch, which breaks WGAN-GP's
+  per-sample gradient penalty (the gradient of the summed logits w.r.t. one image
+  must depend on that image alone) and would make the real and the generated stream
+  interact. Blocks after the first use layer normalization over [h, w, c] instead
+  (GroupNormalization with one group, as Gulrajani et al. 2017 suggest), which is
+  per-sample and behaves the same in training and inference.
+  """
+
+  def __init__(self, config: ModelConfig, **kwargs):
+    super().__init__(**kwargs)
+    self.config = config
+    self.convs = []
+    self.norms = []
+    for i in range(config.num_resolutions):
+      width = config.df_dim * min(2**i, _MAX_DF_MULTIPLE)
+      self.convs.append(keras.layers.Conv2D(
+          width, _KERNEL_SIZE, strides=2, padding='same', name=f'conv_{i}'))
+      if i > 0:
+        self.norms.append(keras.layers.GroupNormalization(
+            groups=1, epsilon=1e-5, name=f'norm_{i}'))
+    self.flatten = keras.layers.Flatten()
+    self.lstm_cell = keras.layers.LSTMCell(config.d_lstm_units, name='lstm_cell')
+    # float32 so that a mixed-precision run still emits float32 logits.
+    self.to_logit = keras.layers.Dense(1, dtype='float32', name='to_logit')
+
+  def initial_state(self, batch_size) -> State:
+    """Zero state `(h, c)`, each float32 of shape [batch_size, d_lstm_units]."""
+    shape = [batch_size, self.config.d_lstm_units]
+    return tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)
+
+  def call(self, images, state, training=False):
+    """Scores the next image of each sequence.
+
+    Args:
+      images: Shape [batch, image_size, image_size, 1], values in [-1, 1].
+      state: `(h, c)` from `initial_state` or the previous step, each
+        [batch, d_lstm_units].
+      training: Passed to the LSTM cell; the output does not depend on it.
+
+    Returns:
+      logits: float32, shape [batch]; high means real.
+      embedding: float32 LSTM output, shape [batch, d_lstm_units].
+      new_state: float32 `(h, c)`, each [batch, d_lstm_units].
+    """
+    x = tf.nn.leaky_relu(self.convs[0](images), alpha=0.2)
+    for conv, norm in zip(self.convs[1:], self.norms):
+      x = tf.nn.leaky_relu(norm(conv(x)), alpha=0.2)   # down to [b, 4, 4, c]
+    embedding, (h, c) = self.lstm_cell(self.flatten(x), list(state), training=training)
+    logits = tf.squeeze(self.to_logit(embedding), axis=-1)  # [b]
+    return (logits, tf.cast(embedding, tf.float32),
+            (tf.cast(h, tf.float32), tf.cast(c, tf.float32)))
+
+
+def sample_latents(generator: tf.random.Generator, batch_size, seq_len,
+                   config: ModelConfig) -> tf.Tensor:
+  """Draws the latent vectors of a batch of sequences.
+
+  Args:
+    generator: Random-number generator (owned by the trainer, so runs are
+      reproducible and resumable).
+    batch_size: Number of sequences.
+    seq_len: Steps per sequence.
+    config: Gives `z_dim` and `fast_z`.
+
+  Returns:
+    float32 standard-normal latents, shape [batch_size, seq_len, z_dim]. Dims
+    `< fast_z` are drawn independently at every step; dims `>= fast_z` are drawn once
+    per sequence and repeated at every step.
+  """
+  fast = generator.normal([batch_size, seq_len, config.fast_z])
+  slow = generator.normal([batch_size, 1, config.z_dim - config.fast_z])
+  slow = tf.broadcast_to(slow, [batch_size, seq_len, config.z_dim - config.fast_z])
+  return tf.concat([fast, slow], axis=-1)
+
+
+def _scan_steps(step_fn, inputs_seq, state, output_dtypes):
+  """Runs `step_fn(inputs_t, state) -> (outputs, state)` over axis 1 of `inputs_seq`.
+
+  A `tf.while_loop` over `tf.range(T)` writing to TensorArrays, so that it works
+  eagerly and in `tf.function` with unknown batch and time dims.
+
+  Returns:
+    outputs: Tuple of tensors, shape [batch, T, ...] each.
+    state: The state after the last step.
+  """
+  steps = tf.shape(inputs_seq)[1]
+  inputs_tm = tf.transpose(inputs_seq, [1, 0] + list(range(2, inputs_seq.shape.rank)))
+  arrays = tuple(tf.TensorArray(dtype, size=steps) for dtype in output_dtypes)
+
+  def body(t, state, arrays):
+    outputs, state = step_fn(inputs_tm[t], state)
+    arrays = tuple(a.write(t, o) for a, o in zip(arrays, outputs))
+    return t + 1, state, arrays
+
+  _, state, arrays = tf.while_loop(
+      lambda t, *_: t < steps, body, (tf.constant(0), tuple(state), arrays))
+  outputs = []
+  for array in arrays:
+    stacked = array.stack()                              # [T, b, ...]
+    perm = [1, 0] + list(range(2, stacked.shape.rank))
+    outputs.append(tf.transpose(stacked, perm))          # [b, T, ...]
+  return tuple(outputs), state
+
+
+def generate_sequence(generator_model: Generator, z_seq, state=None, training=False):
+  """Runs the generator over a sequence of latents.
+
+  Args:
+    generator_model: The generator.
+    z_seq: Latents, shape [batch, T, z_dim] (e.g. from `sample_latents`).
+    state: Generator state to start from; `None` for `initial_state`.
+    training: Batch-norm mode.
+
+  Returns:
+    images: float32, shape [batch, T, image_size, image_size, 1].
+    final_state: float32 `(h, c)` after the last step.
+  """
+  z_seq = tf.convert_to_tensor(z_seq, tf.float32)
+  if state is None:
+    state = generator_model.initial_state(tf.shape(z_seq)[0])
+  size = generator_model.config.image_size
+
+  def step(z, state):
+    images, state = generator_model(z, state, training=training)
+    return (images,), state
+
+  (images,), state = _scan_steps(step, z_seq, state, (tf.float32,))
+  images.set_shape(z_seq.shape[:2].concatenate([size, size, 1]))
+  return images, state
+
+
+def discriminate_sequence(discriminator_model: Discriminator, images_seq, state=None,
+                          training=False):
+  """Runs the discriminator over a sequence of images.
+
+  Args:
+    discriminator_model: The discriminator.
+    images_seq: Shape [batch, T, image_size, image_size, 1].
+    state: Discriminator state to start from; `None` for `initial_state`.
+    training: Passed to the model.
+
+  Returns:
+    logits: float32, shape [batch, T].
+    embeddings: float32, shape [batch, T, d_lstm_units].
+    final_state: float32 `(h, c)` after the last step.
+  """
+  images_seq = tf.convert_to_tensor(images_seq, tf.float32)
+  if state is None:
+    state = discriminator_model.initial_state(tf.shape(images_seq)[0])
+
+  def step(images, state):
+    logits, embedding, state = discriminator_model(images, state, training=training)
+    return (logits, embedding), state
+
+  (logits, embeddings), state = _scan_steps(
+      step, images_seq, state, (tf.float32, tf.float32))
+  logits.set_shape(images_seq.shape[:2])
+  embeddings.set_shape(
+      images_seq.shape[:2].concatenate([discriminator_model.config.d_lstm_units]))
+  return logits, embeddings, state

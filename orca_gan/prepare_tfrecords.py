@@ -1,0 +1,407 @@
+"""Audio files -> sharded spectrogram TFRecords (the library behind bin/make_tfrecords).
+
+Work is split so both cores stay busy and nothing is done twice: `num_workers` threads
+each take a whole file; for it a tf.data pipeline decodes the audio chunk by chunk
+(`audio_io.segment_dataset`) while the spectrogram of the previous chunk is computed by a
+`tf.function` on the default device (the GPU when there is one; tf.data functions always
+run on the CPU). The main thread writes finished files, in input order, to shards.
+
+Nothing half-written is ever visible: a shard is written under a temporary name and
+renamed when complete, then the manifest (itself replaced atomically) is updated to list
+it. A file counts as done once a listed shard holds it, so rerunning an interrupted
+command converts only what is missing. A file's windows never straddle two shards.
+"""
+
+import concurrent.futures
+import dataclasses
+import datetime
+import functools
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+import orca_gan
+from orca_gan import audio_io
+from orca_gan import records
+from orca_gan import spectral
+
+_SHARD_PREFIX = 'shard-'
+
+
+class UsageError(ValueError):
+  """Arguments that make the run impossible; raised before any work starts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig:
+  """How audio becomes records. Flags of bin/make_tfrecords map 1:1 to these fields.
+
+  Attributes:
+    transform: The spectrogram transform.
+    channel: 'mix' (mean of all channels) or a channel index ('0', '1', ...).
+    pad_short: Keep recordings shorter than one window as one zero-padded window.
+    storage_dtype: 'uint8' (2/255 steps, 0.39 dB at the default range) or 'float16'.
+    compression: 'GZIP' or 'NONE'.
+    windows_per_shard: A shard is closed once it holds at least this many windows.
+    num_workers: Files converted at once.
+    chunk_windows: Windows decoded and transformed per chunk (bounds memory).
+  """
+  transform: spectral.SpectrogramConfig = spectral.SpectrogramConfig()
+  channel: str = 'mix'
+  pad_short: bool = False
+  storage_dtype: str = 'uint8'
+  compression: str = 'GZIP'
+  windows_per_shard: int = 1024
+  num_workers: int = 2
+  chunk_windows: int = 16
+
+  def __post_init__(self):
+    if self.channel != 'mix' and not (self.channel.isdigit()):
+      raise UsageError(f"--channel must be 'mix' or a channel index, got {self.channel!r}")
+    if self.storage_dtype not in records.STORAGE_DTYPES:
+      raise UsageError(f'--storage_dtype must be one of {records.STORAGE_DTYPES}')
+    if self.compression not in records.COMPRESSIONS:
+      raise UsageError(f'--compression must be one of {records.COMPRESSIONS}')
+    for name in ('windows_per_shard', 'num_workers', 'chunk_windows'):
+      if getattr(self, name) < 1:
+        raise UsageError(f'--{name} must be at least 1, got {getattr(self, name)}')
+
+
+@dataclasses.dataclass
+class ConvertedFile:
+  info: audio_io.AudioInfo
+  stored: np.ndarray  # [windows, H, W] in the storage dtype.
+  padded: bool
+
+
+@dataclasses.dataclass
+class RunSummary:
+  output_dir: str
+  converted: int = 0
+  skipped: int = 0
+  already_done: int = 0
+  windows: int = 0
+  audio_s: float = 0.0
+  wall_s: float = 0.0
+  shards: int = 0
+
+  @property
+  def realtime_factor(self) -> float:
+    return self.audio_s / max(self.wall_s, 1e-9)
+
+  def line(self) -> str:
+    done = f', {self.already_done} already done' if self.already_done else ''
+    return (f'make_tfrecords: converted {self.converted} files, skipped {self.skipped}'
+            f'{done}, wrote {self.windows} windows in {self.shards} shards, '
+            f'{self.audio_s / 3600:.3f} h of audio at {self.realtime_factor:.0f}x '
+            f'realtime -> {self.output_dir}')
+
+
+@functools.lru_cache(maxsize=16)
+def _stored_spectrogram_fn(config: spectral.SpectrogramConfig, input_rate_hz: int,
+                           storage_dtype: str):
+  """A tf.function: (segment [n], offsets [w, W]) -> stored images [w, H, W]."""
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.float32),
+      tf.TensorSpec([None, config.image_size], tf.int32)])
+  def fn(segment, offsets):
+    images = spectral.audio_to_images(segment, offsets, config, input_rate_hz)
+    return records.quantize(images, storage_dtype)
+
+  return fn
+
+
+def convert_file(path: str, config: PrepareConfig) -> ConvertedFile:
+  """Decodes one file and computes all its windows.
+
+  Raises:
+    audio_io.AudioError: The file cannot be converted; the message says why.
+  """
+  resource, info = audio_io.open_audio(path)
+  transform = config.transform
+  count = spectral.num_windows(info.num_samples, info.sample_rate_hz, transform.window_s,
+                               config.pad_short)
+  if count == 0:
+    raise audio_io.AudioError(
+        f'shorter than one window ({info.duration_s:.2f} s < {transform.window_s:g} s; '
+        '--pad_short keeps such files)')
+  geometry = spectral.frame_geometry(transform, info.sample_rate_hz)
+  firsts = range(0, count, config.chunk_windows)
+  sizes = [min(config.chunk_windows, count - first) for first in firsts]
+  bounds = [spectral.segment_bounds(f, n, geometry) for f, n in zip(firsts, sizes)]
+  segments = audio_io.segment_dataset(resource, info, bounds, config.channel)
+  fn = _stored_spectrogram_fn(transform, info.sample_rate_hz, config.storage_dtype)
+  chunks = []
+  try:
+    for segment, first, size in zip(segments, firsts, sizes):
+      offsets = spectral.frame_offsets(first, size, transform, geometry)
+      chunks.append(fn(segment, offsets).numpy())
+  except tf.errors.OpError as e:
+    raise audio_io.AudioError(audio_io.op_error_reason(e)) from e
+  padded = info.num_samples < transform.window_s * info.sample_rate_hz
+  return ConvertedFile(info=info, stored=np.concatenate(chunks), padded=padded)
+
+
+def _check_output_dir(output_dir: str) -> None:
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=output_dir):
+      pass
+  except OSError as e:
+    raise UsageError(f'--output_dir {output_dir}: not writable ({e.strerror})') from e
+
+
+def _new_manifest(config: PrepareConfig) -> dict:
+  size = config.transform.image_size
+  return {
+      'format': records.FORMAT,
+      'package_version': orca_gan.__version__,
+      'transform': config.transform.to_dict(),
+      'storage': {
+          'dtype': config.storage_dtype,
+          'compression': config.compression,
+          'image_shape': [size, size],
+          'layout': 'row-major [frequency low->high, time]',
+          'values': ('float32 = uint8 / 127.5 - 1' if config.storage_dtype == 'uint8'
+                     else 'float32 = float16'),
+          'features': {records.SPECTROGRAM: 'bytes', records.FILE_ID: 'int64',
+                       records.WINDOW_INDEX: 'int64', records.START_S: 'float'},
+      },
+      'channel': config.channel,
+      'pad_short': config.pad_short,
+      'shards': [],
+      'files': [],
+      'skipped': [],
+  }
+
+
+def _load_or_start_manifest(output_dir: str, config: PrepareConfig) -> dict:
+  """The manifest to continue, or a new one; refuses a folder made differently."""
+  path = os.path.join(output_dir, records.MANIFEST)
+  if not os.path.exists(path):
+    return _new_manifest(config)
+  try:
+    manifest = records.read_manifest(output_dir)
+  except records.ManifestError as e:
+    raise UsageError(f'--output_dir {output_dir}: {e}; choose an empty folder') from e
+  fresh = _new_manifest(config)
+  for key in ('transform', 'storage', 'channel', 'pad_short'):
+    if manifest.get(key) != fresh[key]:
+      raise UsageError(
+          f'--output_dir {output_dir} holds records made with other {key} '
+          f'({manifest.get(key)} vs {fresh[key]}); choose another --output_dir')
+  return manifest
+
+
+def _remove_leftovers(output_dir: str, manifest: dict, log) -> None:
+  """Deletes temporary files and shards an interrupted run wrote but never listed."""
+  listed = {s['path'] for s in manifest['shards']}
+  for name in sorted(os.listdir(output_dir)):
+    leftover = name.endswith('.tmp') or (name.startswith(_SHARD_PREFIX)
+                                         and name not in listed)
+    if leftover and os.path.isfile(os.path.join(output_dir, name)):
+      log(f'removing {name}: left by an interrupted run, not in the manifest')
+      os.remove(os.path.join(output_dir, name))
+
+
+class _ShardWriter:
+  """Appends converted files to shards; commits a shard by rename + manifest update."""
+
+  def __init__(self, output_dir: str, manifest: dict, config: PrepareConfig):
+    self._dir = output_dir
+    self._manifest = manifest
+    self._config = config
+    self._writer = None
+    self._tmp = None
+    self._name = None
+    self._pending = []
+    self._windows = 0
+    self.committed = 0
+
+  def _open(self):
+    index = 1 + max([int(s['path'][len(_SHARD_PREFIX):].split('.')[0])
+                     for s in self._manifest['shards']], default=-1)
+    suffix = '.tfrecord.gz' if self._config.compression == 'GZIP' else '.tfrecord'
+    self._name = f'{_SHARD_PREFIX}{index:05d}{suffix}'
+    self._tmp = os.path.join(self._dir, self._name + '.tmp')
+    options = tf.io.TFRecordOptions(
+        compression_type='GZIP' if self._config.compression == 'GZIP' else '')
+    self._writer = tf.io.TFRecordWriter(self._tmp, options)
+
+  def add(self, converted: ConvertedFile) -> None:
+    if self._writer is None:
+      self._open()
+    file_id = len(self._manifest['files']) + len(self._pending)
+    window_s = self._config.transform.window_s
+    for index, image in enumerate(converted.stored):
+      self._writer.write(records.serialize_window(
+          image.tobytes(), file_id, index, index * window_s))
+    info = converted.info
+    self._pending.append({
+        'file_id': file_id,
+        'path': info.path,
+        'format': info.format,
+        'bytes': os.path.getsize(info.path),
+        'duration_s': info.duration_s,
+        'sample_rate_hz': info.sample_rate_hz,
+        'channels': info.channels,
+        'windows': len(converted.stored),
+        'padded': converted.padded,
+        'shard': self._name,
+        'shard_offset': self._windows,
+    })
+    self._windows += len(converted.stored)
+    if self._windows >= self._config.windows_per_shard:
+      self.commit()
+
+  def commit(self) -> None:
+    """Makes the open shard visible: close, rename, list it in the manifest."""
+    if self._writer is None:
+      return
+    self._writer.close()
+    os.replace(self._tmp, os.path.join(self._dir, self._name))
+    self._manifest['shards'].append({
+        'path': self._name, 'windows': self._windows,
+        'files': [f['file_id'] for f in self._pending]})
+    self._manifest['files'].extend(self._pending)
+    write_manifest(self._dir, self._manifest)
+    self.committed += 1
+    self._writer, self._pending, self._windows = None, [], 0
+
+  def abort(self) -> None:
+    """Drops the open shard; its files will be converted again by a rerun."""
+    if self._writer is not None:
+      self._writer.close()
+      os.remove(self._tmp)
+      self._writer, self._pending, self._windows = None, [], 0
+
+
+def write_manifest(output_dir: str, manifest: dict) -> None:
+  files = manifest['files']
+  manifest['updated'] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec='seconds')
+  manifest['package_version'] = orca_gan.__version__
+  manifest['totals'] = {
+      'files': len(files),
+      'windows': sum(f['windows'] for f in files),
+      'audio_hours': sum(f['duration_s'] for f in files) / 3600,
+      'skipped': len(manifest['skipped']),
+  }
+  records.write_json_atomic(os.path.join(output_dir, records.MANIFEST), manifest)
+
+
+def _stderr(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+class _Progress:
+  """Files done/total, audio hours, realtime factor and ETA, at most every few seconds."""
+
+  def __init__(self, total_files: int, total_bytes: int, log, every_s: float):
+    self._total_files, self._total_bytes = total_files, max(total_bytes, 1)
+    self._log, self._every_s = log, every_s
+    self._start = time.monotonic()
+    self._last = -float('inf')
+    self.files = self.bytes = 0
+    self.audio_s = 0.0
+
+  def update(self, path: str, audio_s: float) -> None:
+    self.files += 1
+    self.bytes += _size(path)
+    self.audio_s += audio_s
+    if time.monotonic() - self._last >= self._every_s:
+      self.report()
+
+  def report(self) -> None:
+    now = time.monotonic()
+    self._last = now
+    elapsed = now - self._start
+    fraction = self.bytes / self._total_bytes
+    eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float('nan')
+    eta_text = str(datetime.timedelta(seconds=round(eta))) if eta == eta else '?'
+    self._log(f'[{self.files}/{self._total_files} files] {self.audio_s / 3600:.3f} h '
+              f'audio, {self.audio_s / max(elapsed, 1e-9):.0f}x realtime, ETA {eta_text}')
+
+
+def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = PrepareConfig(),
+                   log=_stderr, progress_every_s: float = 5.0) -> RunSummary:
+  """Converts audio files to spectrogram TFRecords in `output_dir`.
+
+  Args:
+    inputs: Files, folders (searched recursively) or glob patterns.
+    output_dir: Where shards and manifest.json go; an earlier run's output is continued.
+    config: How to convert.
+    log: Called with each progress or report line.
+    progress_every_s: Minimum time between progress lines.
+
+  Returns:
+    What was done.
+
+  Raises:
+    UsageError: Before any work, when the arguments make the run impossible.
+    audio_io.InputError: Before any work, when an input names nothing.
+  """
+  start = time.monotonic()
+  paths = audio_io.expand_inputs(inputs)
+  if not paths:
+    raise UsageError('--input: no audio files (.wav, .flac, .ogg, .mp3) found')
+  _check_output_dir(output_dir)
+  manifest = _load_or_start_manifest(output_dir, config)
+  _remove_leftovers(output_dir, manifest, log)
+  done = {f['path'] for f in manifest['files']}
+  todo = [p for p in paths if p not in done]
+  summary = RunSummary(output_dir=output_dir, already_done=len(paths) - len(todo))
+  if summary.already_done:
+    log(f'{summary.already_done} of {len(paths)} files already converted in '
+        f'{output_dir}; continuing with the other {len(todo)}')
+  skipped = {s['path']: s for s in manifest['skipped']}
+  progress = _Progress(len(todo), sum(_size(p) for p in todo), log, progress_every_s)
+  writer = _ShardWriter(output_dir, manifest, config)
+  with concurrent.futures.ThreadPoolExecutor(config.num_workers) as pool:
+    futures = {}
+    try:
+      # Results are taken in input order; a few files ahead keep every worker busy.
+      for i, path in enumerate(todo):
+        for ahead in todo[i:i + config.num_workers + 1]:
+          if ahead not in futures:
+            futures[ahead] = pool.submit(convert_file, ahead, config)
+        try:
+          converted = futures.pop(path).result()
+        except audio_io.AudioError as e:
+          log(f'skipping {path}: {e}')
+          skipped[path] = {'path': path, 'reason': str(e)}
+          summary.skipped += 1
+          progress.update(path, 0.0)
+          continue
+        skipped.pop(path, None)
+        writer.add(converted)
+        summary.converted += 1
+        summary.windows += len(converted.stored)
+        summary.audio_s += converted.info.duration_s
+        progress.update(path, converted.info.duration_s)
+      writer.commit()
+    except BaseException:
+      for future in futures.values():
+        future.cancel()
+      writer.abort()
+      raise
+    finally:
+      manifest['skipped'] = sorted(skipped.values(), key=lambda s: s['path'])
+      write_manifest(output_dir, manifest)
+  summary.shards = writer.committed
+  summary.wall_s = time.monotonic() - start
+  if todo:
+    progress.report()
+  return summary
+
+
+def _size(path: str) -> int:
+  try:
+    return os.path.getsize(path)
+  except OSError:
+    return 0
