@@ -219,19 +219,26 @@ def sample_latents(generator: tf.random.Generator, batch_size, seq_len,
   return tf.concat([fast, slow], axis=-1)
 
 
-def _scan_steps(step_fn, inputs_seq, state, output_dtypes):
+def _scan_steps(step_fn, inputs_seq, state, output_specs):
   """Runs `step_fn(inputs_t, state) -> (outputs, state)` over axis 1 of `inputs_seq`.
 
-  A `tf.while_loop` over `tf.range(T)` writing to TensorArrays, so that it works
-  eagerly and in `tf.function` with unknown batch and time dims.
+  A `tf.while_loop` over the time steps writing to TensorArrays, so that it works
+  eagerly and in `tf.function` with unknown batch and time dims (including T = 0).
+
+  Args:
+    step_fn: One step; `outputs` is a tuple of tensors of shape [batch, ...].
+    inputs_seq: Shape [batch, T, ...].
+    state: Initial state, a tuple of tensors with a fixed dtype.
+    output_specs: `(dtype, shape without batch)` of each output of `step_fn`.
 
   Returns:
     outputs: Tuple of tensors, shape [batch, T, ...] each.
     state: The state after the last step.
   """
-  steps = tf.shape(inputs_seq)[1]
+  batch_size, steps = tf.shape(inputs_seq)[0], tf.shape(inputs_seq)[1]
   inputs_tm = tf.transpose(inputs_seq, [1, 0] + list(range(2, inputs_seq.shape.rank)))
-  arrays = tuple(tf.TensorArray(dtype, size=steps) for dtype in output_dtypes)
+  arrays = tuple(tf.TensorArray(dtype, size=steps, element_shape=[None] + list(shape))
+                 for dtype, shape in output_specs)
 
   def body(t, state, arrays):
     outputs, state = step_fn(inputs_tm[t], state)
@@ -241,10 +248,13 @@ def _scan_steps(step_fn, inputs_seq, state, output_dtypes):
   _, state, arrays = tf.while_loop(
       lambda t, *_: t < steps, body, (tf.constant(0), tuple(state), arrays))
   outputs = []
-  for array in arrays:
-    stacked = array.stack()                              # [T, b, ...]
-    perm = [1, 0] + list(range(2, stacked.shape.rank))
-    outputs.append(tf.transpose(stacked, perm))          # [b, T, ...]
+  for array, (dtype, shape) in zip(arrays, output_specs):
+    # `stack` cannot infer the batch size of an empty array: build that case.
+    empty_shape = tf.concat([[0, batch_size], tf.constant(shape, tf.int32)], axis=0)
+    stacked = tf.cond(steps > 0, array.stack,
+                      lambda: tf.zeros(empty_shape, dtype))  # [T, b, ...]
+    perm = [1, 0] + list(range(2, len(shape) + 2))
+    outputs.append(tf.transpose(stacked, perm))             # [b, T, ...]
   return tuple(outputs), state
 
 
@@ -270,7 +280,7 @@ def generate_sequence(generator_model: Generator, z_seq, state=None, training=Fa
     images, state = generator_model(z, state, training=training)
     return (images,), state
 
-  (images,), state = _scan_steps(step, z_seq, state, (tf.float32,))
+  (images,), state = _scan_steps(step, z_seq, state, [(tf.float32, [size, size, 1])])
   images.set_shape(z_seq.shape[:2].concatenate([size, size, 1]))
   return images, state
 
@@ -298,9 +308,9 @@ def discriminate_sequence(discriminator_model: Discriminator, images_seq, state=
     logits, embedding, state = discriminator_model(images, state, training=training)
     return (logits, embedding), state
 
+  units = discriminator_model.config.d_lstm_units
   (logits, embeddings), state = _scan_steps(
-      step, images_seq, state, (tf.float32, tf.float32))
+      step, images_seq, state, [(tf.float32, []), (tf.float32, [units])])
   logits.set_shape(images_seq.shape[:2])
-  embeddings.set_shape(
-      images_seq.shape[:2].concatenate([discriminator_model.config.d_lstm_units]))
+  embeddings.set_shape(images_seq.shape[:2].concatenate([units]))
   return logits, embeddings, state

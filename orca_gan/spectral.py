@@ -12,13 +12,14 @@ so the same image comes out of any input sample rate without resampling:
   centred on that interval (50 % overlap, so no transient falls between frames).
 * Image height = frequency, low -> high: row `k` is a triangular band centred on
   `(k + 0.5) * band_hz`, with `band_hz = (sample_rate_hz / 2) / image_size`. The bands sum
-  to one at every frequency, so a band's value is the signal power (mean square) in it:
-  a tone at `f` lands in row `floor(f / band_hz)`.
+  to one at every frequency, so together the rows hold all the signal power (mean
+  square) from 0 to `sample_rate_hz / 2`, and a tone at `f` is loudest in row
+  `floor(f / band_hz)`.
 * Value: power in dB, mapped linearly from `[db_min, db_max]` to `[-1, 1]` and clipped.
   A full-scale sine is -3 dB.
 
 The STFT runs at the input's own sample rate with frame lengths scaled to that rate and
-only the FFT bins below the top band's edge are used, which selects the same 0 ..
+only the FFT bins up to `sample_rate_hz / 2` are used, which selects the same 0 ..
 `sample_rate_hz / 2` band that resampling to `sample_rate_hz` would, at a fraction of
 `tfio.audio.resample`'s cost.
 """
@@ -90,7 +91,7 @@ class FrameGeometry:
   hop_samples: float     # Exact (possibly fractional) samples per column.
   frame_length: int      # Samples per analysis frame (even).
   fft_length: int
-  num_bins: int          # FFT bins kept (those below the top band's upper edge).
+  num_bins: int          # FFT bins kept: those up to sample_rate_hz / 2.
 
 
 def frame_geometry(config: SpectrogramConfig, input_rate_hz: int) -> FrameGeometry:
@@ -100,8 +101,8 @@ def frame_geometry(config: SpectrogramConfig, input_rate_hz: int) -> FrameGeomet
   frame_length = 2 * max(1, int(round(config.frame_s * input_rate_hz / 2)))
   fft_length = frame_length
   bin_hz = input_rate_hz / fft_length
-  top_hz = config.sample_rate_hz / 2.0 + config.band_hz / 2.0
-  num_bins = min(fft_length // 2 + 1, int(math.floor(top_hz / bin_hz)) + 1)
+  top_hz = config.sample_rate_hz / 2.0
+  num_bins = min(fft_length // 2 + 1, int(math.floor(top_hz / bin_hz + 1e-9)) + 1)
   return FrameGeometry(
       input_rate_hz=int(input_rate_hz),
       window_samples=config.window_s * input_rate_hz,
@@ -155,20 +156,17 @@ def band_matrix(config: SpectrogramConfig, input_rate_hz: int) -> np.ndarray:
   """Triangular band weights mapping FFT-bin power to image rows.
 
   Returns:
-    float32 array, shape [num_bins, image_size]. Every bin between the first and the
-    last band centre has weights summing to one.
+    float32 array, shape [num_bins, image_size]. Every bin's weights sum to one (bins
+    below the first centre or above the last one belong wholly to the edge row).
   """
   geometry = frame_geometry(config, input_rate_hz)
   bin_hz = input_rate_hz / geometry.fft_length
   freqs = np.arange(geometry.num_bins) * bin_hz                    # [bins]
   centres = (np.arange(config.image_size) + 0.5) * config.band_hz  # [rows]
-  # Beyond the input's own Nyquist frequency there is no signal: weights stay zero.
   weights = np.maximum(0.0, 1.0 - np.abs(freqs[:, None] - centres[None, :]) /
                        config.band_hz)
-  # Below the first centre and above the last one, give the whole bin to the edge row.
   weights[freqs <= centres[0], 0] = 1.0
-  weights[freqs >= centres[-1], -1] = np.where(
-      freqs[freqs >= centres[-1]] <= centres[-1] + config.band_hz / 2, 1.0, 0.0)
+  weights[freqs >= centres[-1], -1] = 1.0
   return weights.astype(np.float32)
 
 

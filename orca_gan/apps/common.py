@@ -4,9 +4,11 @@ import os
 import signal
 import sys
 
-# TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes) hides the lines a
-# user needs; errors still show. Must be set before TensorFlow is imported.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes, and on CPU-only
+# machines even "Unable to register cuDNN factory" at error level) buries the one-line
+# reports a user needs. Op failures still reach Python as exceptions and are reported.
+# Must be set before TensorFlow is imported; export TF_CPP_MIN_LOG_LEVEL=0 to see all.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 
 def fail(message: str, status: int = 2):

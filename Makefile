@@ -1,0 +1,35 @@
+# Set-up and the two entry points of the README: `make demo` and `make test`.
+# Both create .venv (with Python 3.11) and install the package into it first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# `make demo AUDIO=path/to/folder` uses your recordings instead of synthetic ones.
+AUDIO ?=
+DEMO := demo
+
+.PHONY: install demo test clean-demo
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "orca_gan needs Python 3.11 (tensorflow-io 0.37.1 + TensorFlow 2.17); set PYTHON=/path/to/python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+ifeq ($(AUDIO),)
+	$(PY) bin/synthesize_scene --output_dir $(DEMO)/audio
+	$(PY) bin/make_tfrecords --input $(DEMO)/audio --output_dir $(DEMO)/tfrecords
+else
+	$(PY) bin/make_tfrecords --input '$(AUDIO)' --output_dir $(DEMO)/tfrecords-user
+endif
+
+test: install
+	$(PY) -m pytest -q
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,114 @@
+"""Reading spectrogram TFRecords back: single windows, and sequences for training.
+
+All parameters (image size, storage dtype, compression, shards) come from the folder's
+`manifest.json`.
+"""
+
+import tensorflow as tf
+
+from orca_gan import records
+
+
+def read_windows(tfrecord_dir: str, manifest: dict = None) -> tf.data.Dataset:
+  """Every stored window, in file order.
+
+  Returns:
+    Dataset of dicts: 'image' float32 [H (freq), W (time)] in [-1, 1], 'file_id',
+    'window_index' (int64) and 'start_s' (float32).
+  """
+  manifest = manifest or records.read_manifest(tfrecord_dir)
+  parse = records.parse_fn(manifest)
+
+  def decode(serialized):
+    example = parse(serialized)
+    example['image'] = records.dequantize(example['image'])
+    return example
+
+  return (tf.data.TFRecordDataset(records.shard_paths(tfrecord_dir, manifest),
+                                  compression_type=records.compression_type(manifest))
+          .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+
+
+def max_sequence_length(manifest: dict) -> int:
+  """The longest run of consecutive windows any file holds."""
+  return max((f['windows'] for f in manifest['files']), default=0)
+
+
+def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int = None,
+                     repeat: bool = True, shuffle_buffer: int = 1024,
+                     cycle_length: int = 4, manifest: dict = None) -> tf.data.Dataset:
+  """Batches of sequences of consecutive windows, shuffled across files.
+
+  Each pass over a shard cuts its files into non-overlapping runs of `seq_len`
+  consecutive windows starting at a random offset drawn afresh for every pass, so over
+  epochs every start position is used. Shards are read `cycle_length` at a time and
+  sequences mixed in a shuffle buffer, so a batch mixes files.
+
+  Args:
+    tfrecord_dir: Folder written by make_tfrecords.
+    batch_size: Sequences per batch (batches are always full).
+    seq_len: Consecutive windows per sequence.
+    seed: Makes shuffling and offsets reproducible.
+    repeat: Loop forever (training) or make one pass.
+    shuffle_buffer: Sequences in the shuffle buffer.
+    cycle_length: Shards read at once.
+    manifest: The folder's manifest, if already loaded.
+
+  Returns:
+    Dataset of float32 [batch_size, seq_len, H, W, 1] in [-1, 1].
+
+  Raises:
+    records.ManifestError: The folder is unusable, or no file is `seq_len` long.
+    ValueError: batch_size or seq_len below 1.
+  """
+  if batch_size < 1 or seq_len < 1:
+    raise ValueError(f'batch_size and seq_len must be at least 1, got {batch_size}, '
+                     f'{seq_len}')
+  manifest = manifest or records.read_manifest(tfrecord_dir)
+  longest = max_sequence_length(manifest)
+  if seq_len > longest:
+    raise records.ManifestError(
+        f'{tfrecord_dir}: seq_len {seq_len} is longer than the longest recording '
+        f'({longest} windows)')
+  parse = records.parse_fn(manifest)
+  compression = records.compression_type(manifest)
+  paths = records.shard_paths(tfrecord_dir, manifest)
+  sizes = [s['windows'] for s in manifest['shards']]
+
+  def shard_sequences(shard, offset_seed):
+    # A shard is small (about windows_per_shard images in the storage dtype): load it
+    # whole, then pick valid sequence starts with vector ops.
+    path, num_windows = shard
+    parsed = (tf.data.TFRecordDataset(path, compression_type=compression)
+              .map(parse).batch(num_windows).get_single_element())
+    images, file_id, index = (parsed['image'], parsed[records.FILE_ID],
+                              parsed[records.WINDOW_INDEX])
+    count = tf.shape(images)[0] - seq_len + 1
+    last = tf.range(count) + seq_len - 1
+    start_index = index[:count]
+    same_run = tf.logical_and(
+        tf.equal(tf.gather(file_id, last), file_id[:count]),
+        tf.equal(tf.gather(index, last) - start_index, seq_len - 1))
+    phase = tf.math.floormod(offset_seed, seq_len)
+    aligned = tf.equal(tf.math.floormod(start_index - phase, seq_len), 0)
+    starts = tf.cast(tf.where(tf.logical_and(same_run, aligned))[:, 0], tf.int32)
+    windows = starts[:, None] + tf.range(seq_len)[None, :]   # [n, seq_len]
+    return tf.data.Dataset.from_tensor_slices(tf.gather(images, windows))
+
+  shards = tf.data.Dataset.from_tensor_slices((paths, tf.constant(sizes, tf.int64)))
+  shards = shards.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    shards = shards.repeat()
+  # Each visit of a shard gets its own random offset.
+  shards = tf.data.Dataset.zip(shards, tf.data.Dataset.random(seed=seed))
+  sequences = shards.interleave(
+      shard_sequences, cycle_length=min(cycle_length, len(paths)), block_length=1,
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+  sequences = sequences.shuffle(shuffle_buffer, seed=seed)
+
+  def to_model_input(stored):                                  # [b, t, h, w]
+    return records.dequantize(stored)[..., None]               # [b, t, h, w, 1]
+
+  return (sequences.batch(batch_size, drop_remainder=True)
+          .map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,238 @@
+"""Tests of orca_gan.models with tiny configs."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from orca_gan import losses
+from orca_gan import models
+
+TINY = models.ModelConfig(image_size=16, z_dim=8, fast_z=5, g_lstm_units=16,
+                          d_lstm_units=16, gf_dim=16, df_dim=8)
+
+
+def _build(config=TINY, seed=0):
+  keras.utils.set_random_seed(seed)
+  return models.Generator(config), models.Discriminator(config)
+
+
+def _latents(batch_size, seq_len, config=TINY, seed=0):
+  rng = tf.random.Generator.from_seed(seed)
+  return models.sample_latents(rng, batch_size, seq_len, config)
+
+
+def _images(batch_size, seq_len, config=TINY, seed=0):
+  shape = [batch_size, seq_len, config.image_size, config.image_size, 1]
+  return tf.random.stateless_uniform(shape, [seed, 1], -1.0, 1.0)
+
+
+@pytest.fixture
+def mixed_precision():
+  keras.mixed_precision.set_global_policy('mixed_float16')
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+
+
+@pytest.mark.parametrize('field, value', [
+    ('image_size', 8), ('image_size', 48), ('z_dim', 0), ('fast_z', -1),
+    ('fast_z', 9), ('g_lstm_units', 0), ('d_lstm_units', -4), ('gf_dim', 0),
+    ('df_dim', 0),
+])
+def test_config_rejects_bad_values(field, value):
+  with pytest.raises(ValueError, match=field):
+    dataclasses.replace(TINY, **{field: value})
+
+
+@pytest.mark.parametrize('image_size', [64, 128])
+@pytest.mark.parametrize('training', [False, True])
+def test_output_shapes(image_size, training):
+  config = dataclasses.replace(TINY, image_size=image_size)
+  generator, discriminator = _build(config)
+  batch_size = 2
+  images, g_state = generator(tf.random.normal([batch_size, config.z_dim]),
+                              generator.initial_state(batch_size), training=training)
+  logits, embedding, d_state = discriminator(
+      images, discriminator.initial_state(batch_size), training=training)
+  assert images.shape == (batch_size, image_size, image_size, 1)
+  assert images.dtype == tf.float32
+  assert np.all(np.abs(images.numpy()) <= 1.0)
+  assert logits.shape == (batch_size,)
+  assert embedding.shape == (batch_size, config.d_lstm_units)
+  assert [s.shape for s in g_state] == [(batch_size, config.g_lstm_units)] * 2
+  assert [s.shape for s in d_state] == [(batch_size, config.d_lstm_units)] * 2
+
+
+def test_generator_state_carries_across_steps():
+  generator, _ = _build()
+  z = _latents(2, 2)
+  zero_state = generator.initial_state(2)
+  _, state_1 = generator(z[:, 0], zero_state)
+  after_step_1, _ = generator(z[:, 1], state_1)
+  from_zero, _ = generator(z[:, 1], zero_state)
+  again, _ = generator(z[:, 1], state_1)
+  assert np.max(np.abs(after_step_1.numpy() - from_zero.numpy())) > 1e-4
+  np.testing.assert_array_equal(after_step_1.numpy(), again.numpy())
+
+
+def test_discriminator_state_carries_across_steps():
+  _, discriminator = _build()
+  images = _images(2, 2)
+  zero_state = discriminator.initial_state(2)
+  _, _, state_1 = discriminator(images[:, 0], zero_state)
+  after_step_1, _, _ = discriminator(images[:, 1], state_1)
+  from_zero, _, _ = discriminator(images[:, 1], zero_state)
+  again, _, _ = discriminator(images[:, 1], state_1)
+  assert np.max(np.abs(after_step_1.numpy() - from_zero.numpy())) > 1e-6
+  np.testing.assert_array_equal(after_step_1.numpy(), again.numpy())
+
+
+def test_new_sequence_from_initial_state_repeats_first_sequence():
+  generator, discriminator = _build()
+  z = _latents(2, 3)
+  first, g_state = models.generate_sequence(generator, z)
+  first_logits, _, d_state = models.discriminate_sequence(discriminator, first)
+  # Continuing from the final states gives something else ...
+  continued, _ = models.generate_sequence(generator, z, g_state)
+  continued_logits, _, _ = models.discriminate_sequence(discriminator, first, d_state)
+  assert np.max(np.abs(continued.numpy() - first.numpy())) > 1e-4
+  assert np.max(np.abs(continued_logits.numpy() - first_logits.numpy())) > 1e-6
+  # ... and restarting from initial_state repeats the first sequence: no hidden state.
+  again, _ = models.generate_sequence(generator, z, generator.initial_state(2))
+  again_logits, _, _ = models.discriminate_sequence(
+      discriminator, first, discriminator.initial_state(2))
+  np.testing.assert_array_equal(again.numpy(), first.numpy())
+  np.testing.assert_array_equal(again_logits.numpy(), first_logits.numpy())
+
+
+def test_sequence_functions_match_step_by_step_calls():
+  generator, discriminator = _build()
+  z = _latents(2, 3)
+  images, g_final = models.generate_sequence(generator, z)
+  logits, embeddings, d_final = models.discriminate_sequence(discriminator, images)
+  g_state, d_state = generator.initial_state(2), discriminator.initial_state(2)
+  for t in range(3):
+    images_t, g_state = generator(z[:, t], g_state)
+    logits_t, embedding_t, d_state = discriminator(images_t, d_state)
+    np.testing.assert_allclose(images[:, t], images_t, atol=1e-6)
+    np.testing.assert_allclose(logits[:, t], logits_t, atol=1e-6)
+    np.testing.assert_allclose(embeddings[:, t], embedding_t, atol=1e-6)
+  for got, want in zip(g_final + d_final, g_state + d_state):
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_discriminator_streams_do_not_interact(training):
+  _, discriminator = _build()
+  real, fake = _images(3, 2, seed=1), _images(3, 2, seed=2)
+  real_logits, real_embeddings, real_state = models.discriminate_sequence(
+      discriminator, real, training=training)
+  fake_logits, fake_embeddings, fake_state = models.discriminate_sequence(
+      discriminator, fake, training=training)
+  both_logits, both_embeddings, both_state = models.discriminate_sequence(
+      discriminator, tf.concat([real, fake], axis=0), training=training)
+  np.testing.assert_allclose(both_logits, tf.concat([real_logits, fake_logits], 0),
+                             atol=1e-5)
+  np.testing.assert_allclose(
+      both_embeddings, tf.concat([real_embeddings, fake_embeddings], 0), atol=1e-5)
+  for both, r, f in zip(both_state, real_state, fake_state):
+    np.testing.assert_allclose(both, tf.concat([r, f], 0), atol=1e-5)
+
+
+def test_gradient_penalty_through_discriminator():
+  # Without batch norm the penalty of a batch is the mean of per-sample penalties.
+  _, discriminator = _build()
+  real, fake = _images(3, 1, seed=3)[:, 0], _images(3, 1, seed=4)[:, 0]
+  weights = tf.constant([0.2, 0.5, 0.9])[:, None, None, None]
+  state = discriminator.initial_state(3)
+
+  def critic(rows):
+    return lambda x: discriminator(x, tuple(s[rows] for s in state), training=True)[0]
+
+  with tf.GradientTape() as tape:
+    batch_penalty = losses.gradient_penalty(critic(slice(None)), real, fake, weights)
+  # The trainer needs the second-order gradient w.r.t. the weights.
+  variables = discriminator.trainable_variables
+  gradients = tape.gradient(batch_penalty, variables)
+  # Only the logit's bias does not move the input gradient.
+  unused = [v.path for v, g in zip(variables, gradients) if g is None]
+  assert unused == [discriminator.to_logit.bias.path]
+  assert all(np.all(np.isfinite(g)) for g in gradients if g is not None)
+  per_sample = [
+      losses.gradient_penalty(critic(slice(i, i + 1)), real[i:i + 1], fake[i:i + 1],
+                              weights[i:i + 1]) for i in range(3)]
+  np.testing.assert_allclose(batch_penalty, np.mean(per_sample), rtol=1e-4)
+
+
+@pytest.mark.parametrize('fast_z', [0, 5, 8])
+def test_sample_latents_holds_slow_dims(fast_z):
+  config = dataclasses.replace(TINY, fast_z=fast_z)
+  z = _latents(4, 6, config).numpy()
+  assert z.shape == (4, 6, config.z_dim) and z.dtype == np.float32
+  slow, fast = z[:, :, fast_z:], z[:, :, :fast_z]
+  np.testing.assert_array_equal(slow, np.broadcast_to(slow[:, :1], slow.shape))
+  assert np.all(np.abs(np.diff(fast, axis=1)) > 0)
+  # Different sequences get different slow dims.
+  assert np.all(np.abs(np.diff(slow[:, 0], axis=0)) > 0)
+  np.testing.assert_array_equal(z, _latents(4, 6, config).numpy())
+
+
+def test_sample_latents_are_standard_normal():
+  config = dataclasses.replace(TINY, z_dim=64, fast_z=32)
+  z = _latents(64, 16, config).numpy()
+  fast, slow = z[..., :32], z[:, 0, 32:]
+  for values in (fast, slow):
+    assert abs(values.mean()) < 0.05 and abs(values.std() - 1.0) < 0.05
+
+
+@pytest.mark.parametrize('training', [False, True])
+def test_generate_sequence_any_batch_size(training):
+  generator, _ = _build()
+  z = _latents(3, 2)
+  images_3, state_3 = models.generate_sequence(generator, z, training=training)
+  images_1, state_1 = models.generate_sequence(generator, z[:1], training=training)
+  assert images_3.shape == (3, 2, 16, 16, 1)
+  assert images_1.shape == (1, 2, 16, 16, 1)
+  assert state_1[0].shape == (1, TINY.g_lstm_units)
+  if not training:
+    # Inference mode is per-row: row 0 does not depend on the rest of the batch.
+    np.testing.assert_allclose(images_1, images_3[:1], atol=1e-6)
+    np.testing.assert_allclose(state_1[1], state_3[1][:1], atol=1e-6)
+
+
+def test_mixed_precision_outputs_are_float32(mixed_precision):
+  del mixed_precision  # Fixture sets the policy and restores it.
+  generator, discriminator = _build()
+  assert generator.lstm_cell.compute_dtype == 'float16'
+  images, g_state = models.generate_sequence(generator, _latents(2, 2), training=True)
+  logits, embeddings, d_state = models.discriminate_sequence(
+      discriminator, images, training=True)
+  for tensor in (images, logits, embeddings) + g_state + d_state:
+    assert tensor.dtype == tf.float32
+  assert np.all(np.isfinite(logits.numpy()))
+  assert np.all(np.abs(images.numpy()) <= 1.0)
+
+
+def test_sequence_functions_in_tf_function_with_unknown_dims():
+  generator, discriminator = _build()
+  @tf.function(input_signature=[tf.TensorSpec([None, None, TINY.z_dim], tf.float32)])
+  def run(z):
+    images, g_state = models.generate_sequence(generator, z)
+    logits, embeddings, d_state = models.discriminate_sequence(discriminator, images)
+    assert images.shape.as_list() == [None, None, 16, 16, 1]
+    assert logits.shape.as_list() == [None, None]
+    return images, logits, embeddings, g_state, d_state
+
+  for batch_size, seq_len in [(1, 3), (3, 2), (2, 0)]:
+    z = _latents(batch_size, seq_len)
+    got = run(z)
+    images, g_state = models.generate_sequence(generator, z)
+    logits, embeddings, d_state = models.discriminate_sequence(discriminator, images)
+    assert got[0].shape == (batch_size, seq_len, 16, 16, 1)
+    for g, w in zip(tf.nest.flatten(got),
+                    tf.nest.flatten((images, logits, embeddings, g_state, d_state))):
+      np.testing.assert_allclose(g, w, atol=1e-5)
