@@ -96,7 +96,10 @@ class Generator(keras.Model):
     self.project = keras.layers.Dense(
         _BASE_SIZE * _BASE_SIZE * config.gf_dim, use_bias=False, name='project')
     self.reshape = keras.layers.Reshape((_BASE_SIZE, _BASE_SIZE, config.gf_dim))
-    self.project_norm = keras.layers.BatchNormalization(name='project_norm')
+    # synchronized: under tf.distribute, batch statistics over the global batch, so a
+    # multi-device step computes what a single-device step would.
+    self.project_norm = keras.layers.BatchNormalization(synchronized=True,
+                                                        name='project_norm')
     self.deconvs = []
     self.norms = []
     for i in range(1, config.num_resolutions):
@@ -104,7 +107,8 @@ class Generator(keras.Model):
       self.deconvs.append(keras.layers.Conv2DTranspose(
           width, _KERNEL_SIZE, strides=2, padding='same', use_bias=False,
           name=f'deconv_{i}'))
-      self.norms.append(keras.layers.BatchNormalization(name=f'norm_{i}'))
+      self.norms.append(keras.layers.BatchNormalization(synchronized=True,
+                                                        name=f'norm_{i}'))
     self.to_image = keras.layers.Conv2DTranspose(
         1, _KERNEL_SIZE, strides=2, padding='same', name='to_image')
     # float32 so that a mixed-precision run still emits float32 images.
@@ -197,13 +201,15 @@ class Discriminator(keras.Model):
             (tf.cast(h, tf.float32), tf.cast(c, tf.float32)))
 
 
-def sample_latents(generator: tf.random.Generator, batch_size, seq_len,
-                   config: ModelConfig) -> tf.Tensor:
-  """Draws the latent vectors of a batch of sequences.
+def sample_latents(seed, batch_size, seq_len, config: ModelConfig) -> tf.Tensor:
+  """Draws the latent vectors of a batch of sequences, statelessly.
+
+  The draw is a pure function of `seed`: the trainer passes `(run seed, step)`, so a
+  resumed run draws exactly what an uninterrupted one would, and every replica of a
+  distributed run can draw the global batch and take its own slice.
 
   Args:
-    generator: Random-number generator (owned by the trainer, so runs are
-      reproducible and resumable).
+    seed: int32/int64 tensor of shape [2] (`tf.random.stateless_normal` seed).
     batch_size: Number of sequences.
     seq_len: Steps per sequence.
     config: Gives `z_dim` and `fast_z`.
@@ -213,8 +219,11 @@ def sample_latents(generator: tf.random.Generator, batch_size, seq_len,
     `< fast_z` are drawn independently at every step; dims `>= fast_z` are drawn once
     per sequence and repeated at every step.
   """
-  fast = generator.normal([batch_size, seq_len, config.fast_z])
-  slow = generator.normal([batch_size, 1, config.z_dim - config.fast_z])
+  fast_seed, slow_seed = tf.unstack(
+      tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
+  fast = tf.random.stateless_normal([batch_size, seq_len, config.fast_z], fast_seed)
+  slow = tf.random.stateless_normal([batch_size, 1, config.z_dim - config.fast_z],
+                                    slow_seed)
   slow = tf.broadcast_to(slow, [batch_size, seq_len, config.z_dim - config.fast_z])
   return tf.concat([fast, slow], axis=-1)
 
