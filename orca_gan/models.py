@@ -78,6 +78,18 @@ class ModelConfig:
     return int(math.log2(self.image_size // _BASE_SIZE))
 
 
+def _named(model: keras.Model, name: str, layer: keras.layers.Layer):
+  """Makes `layer` attribute `name` of `model` too, and returns it.
+
+  Keras 3 (3.15, TensorFlow backend) counts layers held in a Python list in the model's
+  weights, but tf.train.Checkpoint and tf.saved_model do not see them: variables only
+  such a layer holds (batch-norm moving statistics; all of them in a model without an
+  optimizer) would silently be missing from checkpoints and exports.
+  """
+  setattr(model, name, layer)
+  return layer
+
+
 class Generator(keras.Model):
   """One step of the generator: latent vector + LSTM state -> image + new state.
 
@@ -104,11 +116,11 @@ class Generator(keras.Model):
     self.norms = []
     for i in range(1, config.num_resolutions):
       width = max(config.gf_dim // 2**i, 1)
-      self.deconvs.append(keras.layers.Conv2DTranspose(
+      self.deconvs.append(_named(self, f'deconv_{i}', keras.layers.Conv2DTranspose(
           width, _KERNEL_SIZE, strides=2, padding='same', use_bias=False,
-          name=f'deconv_{i}'))
-      self.norms.append(keras.layers.BatchNormalization(synchronized=True,
-                                                        name=f'norm_{i}'))
+          name=f'deconv_{i}')))
+      self.norms.append(_named(self, f'norm_{i}', keras.layers.BatchNormalization(
+          synchronized=True, name=f'norm_{i}')))
     self.to_image = keras.layers.Conv2DTranspose(
         1, _KERNEL_SIZE, strides=2, padding='same', name='to_image')
     # float32 so that a mixed-precision run still emits float32 images.
@@ -163,11 +175,11 @@ class Discriminator(keras.Model):
     self.norms = []
     for i in range(config.num_resolutions):
       width = config.df_dim * min(2**i, _MAX_DF_MULTIPLE)
-      self.convs.append(keras.layers.Conv2D(
-          width, _KERNEL_SIZE, strides=2, padding='same', name=f'conv_{i}'))
+      self.convs.append(_named(self, f'conv_{i}', keras.layers.Conv2D(
+          width, _KERNEL_SIZE, strides=2, padding='same', name=f'conv_{i}')))
       if i > 0:
-        self.norms.append(keras.layers.GroupNormalization(
-            groups=1, epsilon=1e-5, name=f'norm_{i}'))
+        self.norms.append(_named(self, f'norm_{i}', keras.layers.GroupNormalization(
+            groups=1, epsilon=1e-5, name=f'norm_{i}')))
     self.flatten = keras.layers.Flatten()
     self.lstm_cell = keras.layers.LSTMCell(config.d_lstm_units, name='lstm_cell')
     # float32 so that a mixed-precision run still emits float32 logits.

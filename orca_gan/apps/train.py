@@ -1,0 +1,90 @@
+"""bin/train: train the recurrent spectrogram GAN on make_tfrecords output."""
+
+import dataclasses
+
+from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+_HELP = {
+    'tfrecords': 'Folder written by make_tfrecords.',
+    'logdir': 'Checkpoints, TensorBoard summaries, config.json and samples.png go '
+              'here; rerunning with the same --logdir resumes.',
+    'export_dir': 'Where the SavedModels go at the end (default <logdir>/export).',
+    'image_size': 'Expected image size; 0 takes it from the manifest.',
+    'steps': 'Train until this step (counting earlier runs in --logdir).',
+    'batch_size': 'Sequences per step (global, across devices).',
+    'seq_len': 'Consecutive 3-s windows per sequence; one GAN update per window.',
+    'z_dim': 'Latent size.',
+    'fast_z': 'Latent dims redrawn every time step; the rest are held per sequence. '
+              '-1: all.',
+    'g_lstm_units': 'Generator LSTM units.',
+    'd_lstm_units': 'Discriminator LSTM units (the embedding size).',
+    'gf_dim': 'Generator width.',
+    'df_dim': 'Discriminator width.',
+    'g_lr': 'Generator Adam learning rate.',
+    'd_lr': 'Discriminator Adam learning rate.',
+    'beta_1': 'Adam beta_1 for both.',
+    'loss': 'nonsaturating, hinge or wgan_gp.',
+    'd_steps': 'Discriminator updates per generator update.',
+    'gp_weight': 'Gradient-penalty weight (wgan_gp).',
+    'seed': 'Seed of latents, data order and initial weights.',
+    'jit_compile': 'XLA: auto (on GPU only), true or false.',
+    'strategy': 'default (one device) or mirrored (all local GPUs).',
+    'mixed_precision': 'float16 compute (for GPUs).',
+    'save_every': 'Steps between checkpoints.',
+    'summary_every': 'Steps between scalar summaries and log lines.',
+    'image_every': 'Steps between image summaries.',
+    'profile_steps': 'START,STOP: profiler trace of these steps for TensorBoard.',
+    'keep_checkpoints': 'Checkpoints kept.',
+}
+
+
+def _define_flags():
+  from orca_gan import train_lib
+  for field in dataclasses.fields(train_lib.TrainConfig):
+    define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+              bool: flags.DEFINE_boolean, str: flags.DEFINE_string}[field.type]
+    define(field.name, field.default, _HELP[field.name])
+
+
+_define_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    common.fail(f'unexpected arguments {argv[1:]}')
+  from orca_gan import export_lib
+  from orca_gan import train_lib
+  common.raise_on_sigterm()
+  try:
+    config = train_lib.TrainConfig(**{
+        f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(train_lib.TrainConfig)})
+    trainer = train_lib.Trainer(config)
+    print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
+          f'{config.logdir}', flush=True)
+    metrics = trainer.train()
+    paths = export_lib.export_models(
+        trainer.generator, trainer.discriminator, trainer.model_config,
+        trainer.transform, config.resolved_export_dir,
+        extra_metadata={'step': trainer.current_step})
+  except train_lib.TrainingError as e:
+    common.fail(str(e), status=1)
+  except KeyboardInterrupt:
+    common.fail(f'interrupted; checkpoint saved in {config.logdir}, rerun the same '
+                'command to resume', status=130)
+  print(f'train: step {trainer.current_step}, ' + ', '.join(
+      f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real', 'd_fake')
+      if k in metrics) + f'; exported {paths["generator"]} and '
+      f'{paths["discriminator"]}; samples in {config.logdir}/samples.png', flush=True)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,321 @@
+"""SavedModel export of the trained generator and discriminator.
+
+`export_models` writes two SavedModels, `<export_dir>/generator` and
+`<export_dir>/discriminator`, that load with plain `tf.saved_model.load`: neither
+orca_gan nor keras is needed to run them. Serving carries the LSTM state explicitly
+(ddsp `training/inference.py`): every signature is a pure function of its inputs, and
+the `*_from_state` signatures take and return the state so that a caller can run a
+long sequence in chunks. Both run the same `models.generate_sequence` /
+`models.discriminate_sequence` as training, in inference mode.
+
+Signatures of the generator:
+  serving_default(z [b, T, z_dim]) -> {images [b, T, size, size, 1]}
+  generate_from_state(z, state_h [b, g_lstm_units], state_c [b, g_lstm_units])
+      -> {images, state_h, state_c}
+  metadata() -> {json: string scalar}
+and of the discriminator:
+  serving_default(images [b, T, size, size, 1])
+      -> {logits [b, T], embeddings [b, T, d_lstm_units]}
+  discriminate_from_state(images, state_h [b, d_lstm_units], state_c)
+      -> {logits, embeddings, state_h, state_c}
+  metadata() -> {json}
+
+The metadata (kind, model config, spectrogram transform, orca_gan version, extras) is
+also the non-trainable string variable `metadata_json` of the loaded object; read it
+with `read_metadata`, or check the kind while loading with `load`.
+
+Exports replace the previous ones atomically: both models are saved to temporary
+sibling folders first, and only when both saves succeed does each final folder get
+swapped in by renames. Readers never see a half-written export, and a failed save
+leaves the previous export as it was. Local file systems only: renames of folders
+on object stores are neither atomic nor always supported.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import uuid
+
+import tensorflow as tf
+
+import orca_gan
+from orca_gan import models
+from orca_gan import spectral
+
+KINDS = ('generator', 'discriminator')
+_RESERVED_KEYS = frozenset({'kind', 'model_config', 'transform', 'orca_gan_version'})
+
+
+class _ServingModule(tf.Module):
+  """Holds the metadata variable and the `metadata` signature shared by both kinds."""
+
+  def __init__(self, metadata_json: str, name=None):
+    super().__init__(name=name)
+    self.metadata_json = tf.Variable(metadata_json, trainable=False, dtype=tf.string,
+                                     name='metadata_json')
+    self.metadata = tf.function(
+        lambda: {'json': tf.identity(self.metadata_json)}, input_signature=[])
+
+
+class ServingGenerator(_ServingModule):
+  """The generator in inference mode, for `tf.saved_model.save`.
+
+  Attributes:
+    model_variables: The variables of the Keras generator; tracked, so they are saved.
+    generate: tf.function, `z` [b, T, z_dim] -> {'images': [b, T, size, size, 1]},
+      starting from the zero state.
+    generate_from_state: tf.function, (`z`, `state_h`, `state_c`, each state
+      [b, g_lstm_units]) -> {'images', 'state_h', 'state_c'}, the state after the last
+      step.
+    metadata: tf.function, () -> {'json': string scalar}.
+  """
+
+  def __init__(self, generator: models.Generator, metadata_json: str, name=None):
+    super().__init__(metadata_json, name=name)
+    config = generator.config
+    self.model_variables = _build_and_list_variables(
+        generator, tf.zeros([1, config.z_dim]))
+    z_spec = tf.TensorSpec([None, None, config.z_dim], tf.float32, name='z')
+    state_spec = tf.TensorSpec([None, config.g_lstm_units], tf.float32)
+
+    def generate(z):
+      images, _ = models.generate_sequence(generator, z, training=False)
+      return {'images': images}
+
+    def generate_from_state(z, state_h, state_c):
+      images, (h, c) = models.generate_sequence(generator, z, (state_h, state_c),
+                                                training=False)
+      return {'images': images, 'state_h': h, 'state_c': c}
+
+    self.generate = tf.function(generate, input_signature=[z_spec])
+    self.generate_from_state = tf.function(
+        generate_from_state,
+        input_signature=[z_spec, _named(state_spec, 'state_h'),
+                         _named(state_spec, 'state_c')])
+
+  def signatures(self) -> dict:
+    return {'serving_default': self.generate.get_concrete_function(),
+            'generate_from_state': self.generate_from_state.get_concrete_function(),
+            'metadata': self.metadata.get_concrete_function()}
+
+
+class ServingDiscriminator(_ServingModule):
+  """The discriminator in inference mode, for `tf.saved_model.save`.
+
+  Attributes:
+    model_variables: The variables of the Keras discriminator; tracked, so they are
+      saved.
+    discriminate: tf.function, `images` [b, T, size, size, 1] ->
+      {'logits': [b, T], 'embeddings': [b, T, d_lstm_units]}, from the zero state.
+    discriminate_from_state: tf.function, (`images`, `state_h`, `state_c`, each state
+      [b, d_lstm_units]) -> {'logits', 'embeddings', 'state_h', 'state_c'}.
+    metadata: tf.function, () -> {'json': string scalar}.
+  """
+
+  def __init__(self, discriminator: models.Discriminator, metadata_json: str,
+               name=None):
+    super().__init__(metadata_json, name=name)
+    config = discriminator.config
+    size = config.image_size
+    self.model_variables = _build_and_list_variables(
+        discriminator, tf.zeros([1, size, size, 1]))
+    images_spec = tf.TensorSpec([None, None, size, size, 1], tf.float32, name='images')
+    state_spec = tf.TensorSpec([None, config.d_lstm_units], tf.float32)
+
+    def discriminate(images):
+      logits, embeddings, _ = models.discriminate_sequence(
+          discriminator, images, training=False)
+      return {'logits': logits, 'embeddings': embeddings}
+
+    def discriminate_from_state(images, state_h, state_c):
+      logits, embeddings, (h, c) = models.discriminate_sequence(
+          discriminator, images, (state_h, state_c), training=False)
+      return {'logits': logits, 'embeddings': embeddings, 'state_h': h, 'state_c': c}
+
+    self.discriminate = tf.function(discriminate, input_signature=[images_spec])
+    self.discriminate_from_state = tf.function(
+        discriminate_from_state,
+        input_signature=[images_spec, _named(state_spec, 'state_h'),
+                         _named(state_spec, 'state_c')])
+
+  def signatures(self) -> dict:
+    return {'serving_default': self.discriminate.get_concrete_function(),
+            'discriminate_from_state':
+                self.discriminate_from_state.get_concrete_function(),
+            'metadata': self.metadata.get_concrete_function()}
+
+
+def _build_and_list_variables(model, inputs) -> list:
+  """Returns the variables of `model`, after one eager call on `inputs` builds them.
+
+  The call builds a model that has never been called, so that no variable is created
+  while tracing. The serving module tracks these variables rather than the model:
+  Keras 3 gives a tracked model a one-argument default serving function, which
+  `tf.saved_model.save` traces and which fails for `call(inputs, state)` (Keras'
+  own `ExportArchive` tracks variables likewise).
+  """
+  model(inputs, model.initial_state(1), training=False)
+  return list(model.variables)
+
+
+def _named(spec: tf.TensorSpec, name: str) -> tf.TensorSpec:
+  return tf.TensorSpec(spec.shape, spec.dtype, name=name)
+
+
+def _metadata_json(kind: str, model_config: models.ModelConfig,
+                   transform: spectral.SpectrogramConfig,
+                   extra_metadata: dict | None = None) -> str:
+  """The JSON stored in an export of `kind`; `extra_metadata` adds top-level keys.
+
+  Raises:
+    ValueError: If `extra_metadata` uses a key that the export sets itself.
+  """
+  extra_metadata = extra_metadata or {}
+  clashes = sorted(_RESERVED_KEYS & set(extra_metadata))
+  if clashes:
+    raise ValueError(f'extra_metadata may not set {", ".join(clashes)}')
+  return json.dumps({
+      'kind': kind,
+      'model_config': dataclasses.asdict(model_config),
+      'transform': transform.to_dict(),
+      'orca_gan_version': orca_gan.__version__,
+      **extra_metadata,
+  }, sort_keys=True)
+
+
+def export_models(generator: models.Generator, discriminator: models.Discriminator,
+                  model_config: models.ModelConfig,
+                  transform: spectral.SpectrogramConfig, export_dir: str,
+                  extra_metadata: dict | None = None) -> dict:
+  """Writes export_dir/generator and export_dir/discriminator; returns their paths.
+
+  Both SavedModels are saved to temporary folders in `export_dir` first; only when
+  both saves have succeeded is each one renamed into place, replacing an earlier
+  export of the same name. On failure the temporary folders are removed and the
+  earlier export is left as it was. (Each folder is swapped atomically, not the pair:
+  only a failed rename between the two swaps could leave a new generator next to an
+  old discriminator.)
+
+  Args:
+    generator: The trained generator, built with `model_config`.
+    discriminator: The trained discriminator, built with `model_config`.
+    model_config: Stored in the metadata.
+    transform: The spectrogram transform the models were trained on; stored in the
+      metadata so that a caller can turn images back into sound.
+    export_dir: Folder to write to; created if missing.
+    extra_metadata: JSON-serializable top-level keys added to the metadata (e.g. the
+      training step); may not set 'kind', 'model_config', 'transform' or
+      'orca_gan_version'.
+
+  Returns:
+    {'generator': path, 'discriminator': path}.
+
+  Raises:
+    ValueError: If a model was built with another config than `model_config`, the
+      transform's image size differs from the models', or `extra_metadata` sets a
+      reserved key.
+  """
+  for kind, model in zip(KINDS, (generator, discriminator)):
+    if model.config != model_config:
+      raise ValueError(f'the {kind} was built with {model.config}, not {model_config}')
+  if transform.image_size != model_config.image_size:
+    raise ValueError(f'transform image_size {transform.image_size} differs from the '
+                     f'models\' {model_config.image_size}')
+  modules = {
+      'generator': ServingGenerator(
+          generator, _metadata_json('generator', model_config, transform,
+                                    extra_metadata)),
+      'discriminator': ServingDiscriminator(
+          discriminator, _metadata_json('discriminator', model_config, transform,
+                                        extra_metadata)),
+  }
+  os.makedirs(export_dir, exist_ok=True)
+  staged = {}
+  try:
+    for kind, module in modules.items():
+      staged[kind] = tempfile.mkdtemp(prefix=f'.{kind}.', suffix='.tmp', dir=export_dir)
+      tf.saved_model.save(module, staged[kind], signatures=module.signatures())
+    paths = {}
+    for kind, staging in staged.items():
+      paths[kind] = os.path.join(export_dir, kind)
+      _replace_folder(staging, paths[kind])
+  finally:
+    for staging in staged.values():
+      if os.path.exists(staging):
+        shutil.rmtree(staging)
+  return paths
+
+
+def _replace_folder(new: str, final: str) -> None:
+  """Renames folder `new` to `final`, replacing (and then deleting) any old `final`."""
+  parent, name = os.path.split(final)
+  old = None
+  if os.path.exists(final):
+    old = os.path.join(parent, f'.{name}.{uuid.uuid4().hex}.old')
+    os.rename(final, old)
+  try:
+    os.rename(new, final)
+  except BaseException:
+    if old is not None:
+      os.rename(old, final)
+    raise
+  if old is not None:
+    shutil.rmtree(old)
+
+
+def _load_saved_model(path: str):
+  if not os.path.isdir(path):
+    raise ValueError(f'{path}: not an orca_gan SavedModel (no such folder)')
+  if not tf.saved_model.contains_saved_model(path):
+    raise ValueError(f'{path}: not an orca_gan SavedModel (no saved_model.pb)')
+  try:
+    return tf.saved_model.load(path)
+  except (OSError, tf.errors.OpError) as e:  # E.g. a corrupt saved_model.pb.
+    reason = (str(e).strip() or type(e).__name__).splitlines()[0]
+    raise ValueError(f'{path}: not an orca_gan SavedModel ({reason})') from e
+
+
+def _metadata_of(loaded, path: str) -> dict:
+  variable = getattr(loaded, 'metadata_json', None)
+  if not isinstance(variable, tf.Variable) or variable.dtype != tf.string:
+    raise ValueError(f'{path}: not an orca_gan SavedModel (no metadata_json variable)')
+  try:
+    metadata = json.loads(variable.numpy().decode('utf-8'))
+  except ValueError:  # Includes json.JSONDecodeError and UnicodeDecodeError.
+    metadata = None
+  if not isinstance(metadata, dict) or metadata.get('kind') not in KINDS:
+    raise ValueError(f'{path}: not an orca_gan SavedModel (metadata_json is not '
+                     f'orca_gan metadata)')
+  return metadata
+
+
+def read_metadata(path: str) -> dict:
+  """Loads the SavedModel at `path` and returns its parsed metadata.
+
+  Raises:
+    ValueError: If `path` is not a SavedModel written by `export_models`.
+  """
+  return _metadata_of(_load_saved_model(path), path)
+
+
+def load(path: str, kind: str):
+  """Loads an exported model of `kind` ('generator' or 'discriminator').
+
+  Returns:
+    The object from `tf.saved_model.load`: call its `signatures`, or its
+    `generate`/`generate_from_state` (`discriminate`/`discriminate_from_state`)
+    functions; `read_metadata` gives the metadata.
+
+  Raises:
+    ValueError: If `kind` is unknown, `path` is not an orca_gan SavedModel, or it
+      holds the other kind of model.
+  """
+  if kind not in KINDS:
+    raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+  loaded = _load_saved_model(path)
+  found = _metadata_of(loaded, path)['kind']
+  if found != kind:
+    raise ValueError(f'{path} is a {found} SavedModel; expected a {kind}')
+  return loaded
