@@ -8,6 +8,15 @@ STAMP := $(VENV)/.installed
 # `make demo AUDIO=path/to/folder` uses your recordings instead of synthetic ones.
 AUDIO ?=
 DEMO := demo
+# About three minutes of training on a 2-core CPU (benchmarks/README.md).
+DEMO_STEPS ?= 500
+ifeq ($(AUDIO),)
+RECORDS := $(DEMO)/tfrecords
+RUN := $(DEMO)/run
+else
+RECORDS := $(DEMO)/user-tfrecords
+RUN := $(DEMO)/user-run
+endif
 
 .PHONY: install demo test clean-demo
 
@@ -23,10 +32,13 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install
 ifeq ($(AUDIO),)
 	$(PY) bin/synthesize_scene --output_dir $(DEMO)/audio
-	$(PY) bin/make_tfrecords --input $(DEMO)/audio --output_dir $(DEMO)/tfrecords
+	$(PY) bin/make_tfrecords --input $(DEMO)/audio --output_dir $(RECORDS)
 else
-	$(PY) bin/make_tfrecords --input '$(AUDIO)' --output_dir $(DEMO)/tfrecords-user
+	$(PY) bin/make_tfrecords --input '$(AUDIO)' --output_dir $(RECORDS)
 endif
+	$(PY) bin/train --tfrecords $(RECORDS) --logdir $(RUN) --steps $(DEMO_STEPS)
+	@echo "demo: generated (top) next to real (bottom) sequences: $(RUN)/samples.png"
+	@echo "demo: TensorBoard: $(VENV)/bin/tensorboard --logdir $(RUN)"
 
 test: install
 	$(PY) -m pytest -q

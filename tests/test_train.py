@@ -224,3 +224,22 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
     # Same data, latents and synchronized batch norm: only summation order differs.
     assert results['mirrored']['metrics'][name] == pytest.approx(
         results['default']['metrics'][name], rel=1e-3, abs=1e-5), name
+
+
+def test_cli_trains_exports_and_resumes(record_dir, tmp_path):
+  from orca_gan import export_lib
+  logdir = tmp_path / 'run'
+  flags = ['--tfrecords', record_dir, '--logdir', str(logdir), '--batch_size', '4',
+           '--seq_len', '2', '--z_dim', '8', '--g_lstm_units', '16', '--d_lstm_units',
+           '16', '--gf_dim', '32', '--df_dim', '8', '--save_every', '1']
+  result = run_app('train', *flags, '--steps', '2')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1].startswith('train: step 2, d_loss')
+  metadata = export_lib.read_metadata(str(logdir / 'export' / 'generator'))
+  assert metadata['kind'] == 'generator' and metadata['step'] == 2
+  assert metadata['transform']['image_size'] == IMAGE_SIZE
+  assert (logdir / 'samples.png').exists()
+  again = run_app('train', *flags, '--steps', '3')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert 'resumed from' in again.stdout + again.stderr
+  assert export_lib.read_metadata(str(logdir / 'export' / 'generator'))['step'] == 3

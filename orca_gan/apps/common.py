@@ -11,6 +11,15 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 
+def quiet_logs() -> None:
+  """INFO lines from TensorFlow's Python side (checkpoint and SavedModel writing) off;
+  `--verbosity 0` brings them back."""
+  from absl import flags
+  from absl import logging
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 def fail(message: str, status: int = 2):
   """Prints a one-line error and exits."""
   print(f'error: {message}', file=sys.stderr, flush=True)

@@ -30,6 +30,7 @@ flags.DEFINE_integer('num_workers', 2, 'Files converted at once (one per core).'
 
 
 def main(argv):
+  common.quiet_logs()
   if len(argv) > 1:
     common.fail(f'unexpected arguments {argv[1:]}; give files with --input')
   if not FLAGS.input:

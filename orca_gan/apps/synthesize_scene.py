@@ -15,6 +15,7 @@ flags.DEFINE_integer('seed', 0, 'Seed; the same seed writes the same scenes.')
 
 
 def main(argv):
+  common.quiet_logs()
   if len(argv) > 1:
     common.fail(f'unexpected arguments {argv[1:]}')
   from orca_gan import synth

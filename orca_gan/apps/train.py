@@ -55,6 +55,7 @@ _define_flags()
 
 
 def main(argv):
+  common.quiet_logs()
   if len(argv) > 1:
     common.fail(f'unexpected arguments {argv[1:]}')
   from orca_gan import export_lib
