@@ -31,7 +31,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: install
 ifeq ($(AUDIO),)
-	$(PY) bin/synthesize_scene --output_dir $(DEMO)/audio
+	$(PY) bin/synthesize_scene --output_dir $(DEMO)/audio --num_files 6 --duration_s 120
 	$(PY) bin/make_tfrecords --input $(DEMO)/audio --output_dir $(RECORDS)
 else
 	$(PY) bin/make_tfrecords --input '$(AUDIO)' --output_dir $(RECORDS)

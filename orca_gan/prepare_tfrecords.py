@@ -50,7 +50,8 @@ class PrepareConfig:
     num_workers: Files converted at once.
     chunk_windows: Windows decoded and transformed per chunk (bounds memory).
   """
-  transform: spectral.SpectrogramConfig = spectral.SpectrogramConfig()
+  transform: spectral.SpectrogramConfig = dataclasses.field(
+      default_factory=spectral.SpectrogramConfig)
   channel: str = 'mix'
   pad_short: bool = False
   storage_dtype: str = 'uint8'
@@ -322,20 +323,20 @@ class _Progress:
     self._last = now
     elapsed = now - self._start
     fraction = self.bytes / self._total_bytes
-    eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float('nan')
-    eta_text = str(datetime.timedelta(seconds=round(eta))) if eta == eta else '?'
+    eta_text = (str(datetime.timedelta(seconds=round(elapsed * (1 - fraction) / fraction)))
+                if fraction > 0 else '?')
     self._log(f'[{self.files}/{self._total_files} files] {self.audio_s / 3600:.3f} h '
               f'audio, {self.audio_s / max(elapsed, 1e-9):.0f}x realtime, ETA {eta_text}')
 
 
-def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = PrepareConfig(),
-                   log=_stderr, progress_every_s: float = 5.0) -> RunSummary:
+def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = None, log=_stderr,
+                   progress_every_s: float = 5.0) -> RunSummary:
   """Converts audio files to spectrogram TFRecords in `output_dir`.
 
   Args:
     inputs: Files, folders (searched recursively) or glob patterns.
     output_dir: Where shards and manifest.json go; an earlier run's output is continued.
-    config: How to convert.
+    config: How to convert (default: `PrepareConfig()`).
     log: Called with each progress or report line.
     progress_every_s: Minimum time between progress lines.
 
@@ -347,6 +348,7 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = PrepareConfi
     audio_io.InputError: Before any work, when an input names nothing.
   """
   start = time.monotonic()
+  config = config or PrepareConfig()
   paths = audio_io.expand_inputs(inputs)
   if not paths:
     raise UsageError('--input: no audio files (.wav, .flac, .ogg, .mp3) found')

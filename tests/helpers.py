@@ -40,8 +40,9 @@ def run_app(name, *args, **kwargs):
                         timeout=kwargs.pop('timeout', 300), **kwargs)
 
 
-def transform(audio, sample_rate_hz, config=spectral.SpectrogramConfig()):
+def transform(audio, sample_rate_hz, config=None):
   """Runs the TF transform over all whole windows of `audio` (zeros outside)."""
+  config = config or spectral.SpectrogramConfig()
   geometry = spectral.frame_geometry(config, sample_rate_hz)
   count = spectral.num_windows(len(audio), sample_rate_hz, config.window_s)
   start, stop = spectral.segment_bounds(0, count, geometry)

@@ -243,3 +243,20 @@ def test_cli_trains_exports_and_resumes(record_dir, tmp_path):
   assert again.returncode == 0, again.stderr[-2000:]
   assert 'resumed from' in again.stdout + again.stderr
   assert export_lib.read_metadata(str(logdir / 'export' / 'generator'))['step'] == 3
+
+
+@pytest.mark.parametrize('loss', ['hinge', 'wgan_gp'])
+def test_other_losses_train(record_dir, tmp_path, loss):
+  config = tiny_config(record_dir, tmp_path, steps=1, loss=loss, d_steps=2)
+  metrics = quiet_trainer(config).train()
+  assert all(np.isfinite(v) for v in metrics.values())
+  assert (metrics['gradient_penalty'] > 0) == (loss == 'wgan_gp')
+
+
+def test_cli_mixed_precision_runs(record_dir, tmp_path):
+  result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
+                   '--steps', '1', '--batch_size', '2', '--seq_len', '2', '--z_dim',
+                   '8', '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim',
+                   '16', '--df_dim', '8', '--mixed_precision')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1].startswith('train: step 1, d_loss')
