@@ -75,8 +75,10 @@ class TrainConfig:
   keep_checkpoints: int = 3
 
   def __post_init__(self):
-    positive = ('steps', 'batch_size', 'seq_len', 'd_steps', 'save_every',
-                'summary_every', 'image_every', 'keep_checkpoints')
+    if self.steps < 0:
+      raise TrainingError(f'--steps must be at least 0, got {self.steps}')
+    positive = ('batch_size', 'seq_len', 'd_steps', 'save_every', 'summary_every',
+                'image_every', 'keep_checkpoints')
     for name in positive:
       if getattr(self, name) < 1:
         raise TrainingError(f'--{name} must be at least 1, got {getattr(self, name)}')

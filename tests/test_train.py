@@ -260,3 +260,14 @@ def test_cli_mixed_precision_runs(record_dir, tmp_path):
                    '16', '--df_dim', '8', '--mixed_precision')
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().splitlines()[-1].startswith('train: step 1, d_loss')
+
+
+def test_steps_zero_exports_the_untrained_models(record_dir, tmp_path):
+  from orca_gan import export_lib
+  result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
+                   '--steps', '0', '--z_dim', '8', '--g_lstm_units', '16',
+                   '--d_lstm_units', '16', '--gf_dim', '16', '--df_dim', '8')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1].startswith('train: step 0; exported')
+  assert export_lib.read_metadata(str(tmp_path / 'export' / 'generator'))['step'] == 0
+  assert not (tmp_path / 'checkpoints').exists()

@@ -1,6 +1,7 @@
 """bin/train: train the recurrent spectrogram GAN on make_tfrecords output."""
 
 import dataclasses
+import os
 
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
 
@@ -15,7 +16,8 @@ _HELP = {
               'here; rerunning with the same --logdir resumes.',
     'export_dir': 'Where the SavedModels go at the end (default <logdir>/export).',
     'image_size': 'Expected image size; 0 takes it from the manifest.',
-    'steps': 'Train until this step (counting earlier runs in --logdir).',
+    'steps': 'Train until this step (counting earlier runs in --logdir); 0 exports '
+             'the untrained models (a baseline for bin/evaluate).',
     'batch_size': 'Sequences per step (global, across devices).',
     'seq_len': 'Consecutive 3-s windows per sequence; one GAN update per window.',
     'z_dim': 'Latent size.',
@@ -77,10 +79,12 @@ def main(argv):
   except KeyboardInterrupt:
     common.fail(f'interrupted; checkpoint saved in {config.logdir}, rerun the same '
                 'command to resume', status=130)
-  print(f'train: step {trainer.current_step}, ' + ', '.join(
-      f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real', 'd_fake')
-      if k in metrics) + f'; exported {paths["generator"]} and '
-      f'{paths["discriminator"]}; samples in {config.logdir}/samples.png', flush=True)
+  summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
+                                                       'd_fake') if k in metrics)
+  samples = os.path.join(config.logdir, 'samples.png')
+  print(f'train: step {trainer.current_step}' + (f', {summary}' if summary else '') +
+        f'; exported {paths["generator"]} and {paths["discriminator"]}' +
+        (f'; samples in {samples}' if os.path.exists(samples) else ''), flush=True)
 
 
 def run():

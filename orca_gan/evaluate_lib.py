@@ -1,0 +1,573 @@
+"""Evaluating a generator against real recordings (the library behind bin/evaluate).
+
+`evaluate` draws `num_sequences` sequences of `seq_len` windows from an exported
+generator, reads every window of a make_tfrecords folder, and writes to `output_dir`:
+
+* `metrics.json`: the measures of `orca_gan.metrics` for generated vs real windows, with
+  the real-vs-real references that make them readable:
+  - `frechet_distance`: generated vs all real windows; generated vs one half of the
+    real windows at the other half's size (`generated_vs_real_same_size`) next to
+    `real_vs_real_floor`, the distance between two disjoint random halves of the real
+    windows. The estimate is biased upwards for small samples, so only the same-size
+    pair is a fair comparison; a generator as good as the data reaches the floor.
+  - `centroids`: energy distance and permutation p-value between the generated and
+    the real energy centroids (at most `MAX_CENTROID_POINTS` of each, drawn with the
+    seed), and the mean and spread of both clouds.
+  - `temporal_coherence`: mean correlation of consecutive windows, generated (within
+    sequences) and real (every pair of consecutive windows of a recording); and of
+    unrelated windows (generated: same step of different sequences; real: random
+    pairs that are not neighbours), the level that coherence has to beat.
+  - `nearest_neighbour`: feature-space distances generated -> real (the records are
+    meant to be the training set), generated -> generated and real -> real (at most
+    `MAX_NEAREST_QUERIES` real queries), and the fractions below the real 1st
+    percentile.
+  - counts of the windows used, the flags, and the model's metadata.
+* `report.png`: centroid scatter, distance and correlation histograms, mean spectral
+  profiles, and a few generated and real sequences.
+
+Real windows are read in batches and reduced to features, centroids and
+consecutive-pair correlations as they come, so the records need not fit in memory;
+only `MAX_KEPT_REAL_WINDOWS` real images are kept, for the unrelated-pair baseline.
+
+Everything is checked before work starts; both files are rendered in memory, and only
+then is the output folder created and each file written to a temporary name and renamed
+into place: a failed evaluation leaves no output.
+"""
+
+import dataclasses
+import io
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from orca_gan import metrics
+
+MAX_CENTROID_POINTS = 1000
+MAX_NEAREST_QUERIES = 2000
+MAX_KEPT_REAL_WINDOWS = 512
+_READ_BATCH = 256
+_GENERATE_BATCH = 16
+_SHOWN_SEQUENCES = 3
+
+
+class EvaluationError(ValueError):
+  """Evaluation cannot start; the message says why, on one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+  """Flags of bin/evaluate map 1:1 to these fields."""
+  model: str = ''                 # Exported generator SavedModel folder.
+  tfrecords: str = ''             # make_tfrecords folder (the training records).
+  output_dir: str = ''
+  num_sequences: int = 64
+  seq_len: int = 4
+  seed: int = 0
+  top_fraction: float = 0.01
+  num_permutations: int = 1000
+
+  def __post_init__(self):
+    for name in ('model', 'tfrecords', 'output_dir'):
+      if not getattr(self, name):
+        raise EvaluationError(f'--{name} is required')
+    for name in ('seq_len', 'num_permutations'):
+      if getattr(self, name) < 1:
+        raise EvaluationError(f'--{name} must be at least 1, got {getattr(self, name)}')
+    if self.num_sequences < 2:  # Fewer leave no covariance and no unrelated pairs.
+      raise EvaluationError(f'--num_sequences must be at least 2, got '
+                            f'{self.num_sequences}')
+    if not 0.0 < self.top_fraction <= 1.0:
+      raise EvaluationError(f'--top_fraction must be in (0, 1], got '
+                            f'{self.top_fraction}')
+
+
+def load_generator(path: str):
+  """Loads an exported generator; returns (loaded SavedModel, metadata dict).
+
+  Raises:
+    EvaluationError: `path` is not an orca_gan generator SavedModel.
+  """
+  from orca_gan import export_lib
+  try:
+    loaded = export_lib.load(path, 'generator')
+  except ValueError as e:
+    raise EvaluationError(f'--model: {e}') from e
+  # The metadata is also the string variable `metadata_json` (export_lib's docstring);
+  # reading it here saves loading the SavedModel a second time via read_metadata.
+  metadata = json.loads(loaded.metadata_json.numpy().decode('utf-8'))
+  return loaded, metadata
+
+
+def check_records(config: EvaluateConfig, metadata: dict):
+  """Reads the manifest and checks it against the model; returns (manifest, transform).
+
+  Raises:
+    EvaluationError: The folder is unusable, its transform differs from the model's,
+      or it is too short for `seq_len` or the real-vs-real halves.
+  """
+  from orca_gan import data
+  from orca_gan import records
+  from orca_gan import spectral
+  try:
+    manifest = records.read_manifest(config.tfrecords)
+    transform = records.manifest_config(manifest)
+  except (records.ManifestError, ValueError, KeyError, TypeError) as e:
+    raise EvaluationError(f'--tfrecords: {e}') from e
+  model_transform = spectral.SpectrogramConfig.from_dict(metadata['transform'])
+  if transform != model_transform:
+    in_records, in_model = transform.to_dict(), model_transform.to_dict()
+    differences = ', '.join(f'{k} {in_records[k]} vs {in_model[k]}' for k in in_records
+                            if in_records[k] != in_model[k])
+    raise EvaluationError(f'--tfrecords {config.tfrecords}: transform differs from the '
+                          f"model's (records vs model: {differences})")
+  longest = data.max_sequence_length(manifest)
+  if config.seq_len > longest:
+    raise EvaluationError(f'--seq_len {config.seq_len} is longer than the longest '
+                          f'recording in {config.tfrecords} ({longest} windows)')
+  total = sum(f['windows'] for f in manifest['files'])
+  if total < 4:
+    raise EvaluationError(f'--tfrecords {config.tfrecords}: holds {total} windows; '
+                          'need at least 4 (two halves of two)')
+  return manifest, transform
+
+
+def generate(loaded, metadata: dict, num_sequences: int, seq_len: int,
+             seed: int) -> np.ndarray:
+  """Draws sequences from the exported generator.
+
+  Latents are `models.sample_latents([seed, 0], ...)` with the model's own config, so
+  slow (per-sequence) latent dims are held as in training.
+
+  Returns:
+    float32 [num_sequences, seq_len, H, W] in [-1, 1].
+  """
+  import tensorflow as tf
+  from orca_gan import models
+  model_config = models.ModelConfig(**metadata['model_config'])
+  z = models.sample_latents(tf.constant([seed, 0], tf.int64), num_sequences, seq_len,
+                            model_config)
+  serve = loaded.signatures['serving_default']
+  images = [serve(z=z[i:i + _GENERATE_BATCH])['images'].numpy()[..., 0]
+            for i in range(0, num_sequences, _GENERATE_BATCH)]
+  return np.concatenate(images)
+
+
+@dataclasses.dataclass
+class RealStatistics:
+  """What is kept of the real windows after one streaming pass."""
+  features: np.ndarray            # [N, D]
+  centroids: np.ndarray           # [N, 2]
+  file_ids: np.ndarray            # [N]
+  window_indices: np.ndarray      # [N]
+  consecutive: np.ndarray         # [pairs] correlations of consecutive windows.
+  kept_positions: np.ndarray      # [K] positions (in file order) of kept images.
+  kept_images: np.ndarray         # [K, H, W]
+
+
+def read_real(tfrecord_dir: str, manifest: dict, transform, top_fraction: float,
+              seed: int) -> RealStatistics:
+  """One pass over every stored window: features, centroids, consecutive correlations.
+
+  Keeps the images of at most MAX_KEPT_REAL_WINDOWS windows drawn with `seed`.
+  """
+  from orca_gan import data
+  total = sum(f['windows'] for f in manifest['files'])
+  rng = np.random.default_rng([seed, 1])
+  keep = np.zeros(total, bool)
+  keep[rng.choice(total, min(total, MAX_KEPT_REAL_WINDOWS), replace=False)] = True
+  features, centroids, file_ids, indices, consecutive, kept = [], [], [], [], [], []
+  previous = None  # (image, file_id, window_index) of the last window read.
+  position = 0
+  windows = data.read_windows(tfrecord_dir, manifest).batch(_READ_BATCH)
+  for batch in windows.as_numpy_iterator():
+    images = batch['image']                                    # [b, h, w]
+    ids, index = batch['file_id'], batch['window_index']
+    features.append(metrics.window_features(images))
+    centroids.append(metrics.energy_centroids(images, transform, top_fraction))
+    file_ids.append(ids)
+    indices.append(index)
+    # Pairs (j, j + 1) of this batch, with the previous batch's last window in front.
+    if previous is not None:
+      images_ext = np.concatenate([previous[0][None], images])
+      ids_ext = np.concatenate([[previous[1]], ids])
+      index_ext = np.concatenate([[previous[2]], index])
+    else:
+      images_ext, ids_ext, index_ext = images, ids, index
+    pairs = (ids_ext[:-1] == ids_ext[1:]) & (index_ext[:-1] + 1 == index_ext[1:])
+    if pairs.any():
+      consecutive.append(metrics.window_correlations(images_ext[:-1][pairs],
+                                                     images_ext[1:][pairs]))
+    previous = (images[-1], ids[-1], index[-1])
+    chosen = np.nonzero(keep[position:position + len(images)])[0]
+    kept.extend((position + i, images[i]) for i in chosen)
+    position += len(images)
+  return RealStatistics(
+      features=np.concatenate(features), centroids=np.concatenate(centroids),
+      file_ids=np.concatenate(file_ids), window_indices=np.concatenate(indices),
+      consecutive=np.concatenate(consecutive) if consecutive else np.zeros([0]),
+      kept_positions=np.array([p for p, _ in kept], np.int64),
+      kept_images=np.stack([image for _, image in kept]))
+
+
+def _unrelated_real_correlations(real: RealStatistics, seed: int) -> np.ndarray:
+  """Correlations of random pairs of kept real windows that are not neighbours."""
+  rng = np.random.default_rng([seed, 2])
+  count = len(real.kept_positions)
+  first = rng.permutation(count)
+  second = np.roll(first, 1)
+  a, b = real.kept_positions[first], real.kept_positions[second]
+  neighbours = ((real.file_ids[a] == real.file_ids[b]) &
+                (np.abs(real.window_indices[a] - real.window_indices[b]) <= 1))
+  keep = ~neighbours & (first != second)
+  return metrics.window_correlations(real.kept_images[first[keep]],
+                                     real.kept_images[second[keep]])
+
+
+def _subsample(x: np.ndarray, limit: int, rng) -> np.ndarray:
+  if len(x) <= limit:
+    return x
+  return x[np.sort(rng.choice(len(x), limit, replace=False))]
+
+
+def _mean_or_none(x: np.ndarray):
+  return float(np.mean(x)) if len(x) else None
+
+
+def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
+                    config: EvaluateConfig) -> tuple:
+  """All the numbers of metrics.json except the run description.
+
+  Args:
+    generated: [S, T, H, W] generated sequences.
+    real: From `read_real`.
+    transform: The spectrogram transform of both.
+    config: Gives seed, top_fraction and num_permutations.
+
+  Returns:
+    (metrics dict, per-window arrays for the report).
+  """
+  rng = np.random.default_rng([config.seed, 3])
+  seq_len = generated.shape[1]
+  gen_windows = generated.reshape((-1,) + generated.shape[2:])
+  gen_features = metrics.window_features(gen_windows)
+  real_features = real.features
+
+  # Fréchet distance, and the real-vs-real floor on two disjoint random halves.
+  order = rng.permutation(len(real_features))
+  half_a = real_features[order[:len(order) // 2]]
+  half_b = real_features[order[len(order) // 2:]]
+  gen_same_size = _subsample(gen_features, len(half_a), rng)
+  frechet = {
+      'generated_vs_real': metrics.frechet_distance(gen_features, real_features),
+      'generated_vs_real_same_size': metrics.frechet_distance(gen_same_size, half_b),
+      'real_vs_real_floor': metrics.frechet_distance(half_a, half_b),
+      'windows': {'generated': len(gen_features), 'real': len(real_features),
+                  'same_size_generated': len(gen_same_size),
+                  'real_half_a': len(half_a), 'real_half_b': len(half_b)},
+      'feature_dim': int(gen_features.shape[1]),
+  }
+
+  gen_centroids = metrics.energy_centroids(gen_windows, transform, config.top_fraction)
+  centroids = metrics.centroid_statistics(
+      _subsample(gen_centroids, MAX_CENTROID_POINTS, rng),
+      _subsample(real.centroids, MAX_CENTROID_POINTS, rng), transform,
+      config.num_permutations, config.seed)
+  centroids['top_fraction'] = config.top_fraction
+
+  gen_consecutive = (metrics.consecutive_correlations(generated) if seq_len > 1
+                     else np.zeros([0]))
+  # Window t of sequence i against window t of sequence i + 1: unrelated draws.
+  gen_unrelated = metrics.window_correlations(
+      generated, np.roll(generated, 1, axis=0))
+  real_unrelated = _unrelated_real_correlations(real, config.seed)
+  coherence = {
+      'generated': _mean_or_none(gen_consecutive),
+      'real': _mean_or_none(real.consecutive),
+      'generated_unrelated': _mean_or_none(gen_unrelated),
+      'real_unrelated': _mean_or_none(real_unrelated),
+      'pairs': {'generated': len(gen_consecutive), 'real': len(real.consecutive),
+                'generated_unrelated': len(gen_unrelated),
+                'real_unrelated': len(real_unrelated)},
+  }
+
+  real_queries = _subsample(np.arange(len(real_features)), MAX_NEAREST_QUERIES, rng)
+  gen_to_real = metrics.nearest_neighbour_distances(gen_features, real_features)
+  gen_to_gen = metrics.nearest_neighbour_distances(
+      gen_features, gen_features, exclude=np.arange(len(gen_features)))
+  real_to_real = metrics.nearest_neighbour_distances(
+      real_features[real_queries], real_features, exclude=real_queries)
+  nearest = metrics.nearest_neighbour_summary(gen_to_real, gen_to_gen, real_to_real)
+  nearest['space'] = 'window_features (Euclidean)'
+
+  result = {'frechet_distance': frechet, 'centroids': centroids,
+            'temporal_coherence': coherence, 'nearest_neighbour': nearest}
+  arrays = {'gen_features': gen_features, 'real_features': real_features,
+            'gen_centroids': gen_centroids, 'real_centroids': real.centroids,
+            'gen_consecutive': gen_consecutive, 'real_consecutive': real.consecutive,
+            'gen_unrelated': gen_unrelated, 'real_unrelated': real_unrelated,
+            'gen_to_real': gen_to_real, 'gen_to_gen': gen_to_gen,
+            'real_to_real': real_to_real}
+  return result, arrays
+
+
+def real_sequences_for_report(config: EvaluateConfig, manifest: dict) -> np.ndarray:
+  """A few real sequences of `seq_len` windows, [n, T, H, W] (n may be below 3)."""
+  from orca_gan import data
+  dataset = data.sequence_dataset(config.tfrecords, 1, config.seq_len, seed=config.seed,
+                                  repeat=False, manifest=manifest)
+  shown = [batch[0, ..., 0] for batch in
+           dataset.take(_SHOWN_SEQUENCES).as_numpy_iterator()]
+  if not shown:  # Possible: the reader cuts runs at a random phase.
+    size = manifest['transform']['image_size']
+    return np.zeros([0, config.seq_len, size, size], np.float32)
+  return np.stack(shown)
+
+
+def summary_line(result: dict, output_dir: str) -> str:
+  """The one line bin/evaluate prints."""
+  fd = result['frechet_distance']
+  c = result['centroids']
+  coh = result['temporal_coherence']
+  nn = result['nearest_neighbour']
+
+  def num(x, fmt='.3g'):
+    return 'n/a' if x is None else format(x, fmt)
+
+  def pct(x):
+    return 'n/a' if x is None else f'{100 * x:.0f}%'
+
+  return (
+      f"evaluate: FD {num(fd['generated_vs_real'])} (same-size "
+      f"{num(fd['generated_vs_real_same_size'])}, real-vs-real floor "
+      f"{num(fd['real_vs_real_floor'])}), centroid energy distance "
+      f"{num(c['energy_distance'])} (p={num(c['p_value'])}; centroid std gen "
+      f"{num(c['generated']['std_s'], '.2f')} s / "
+      f"{num(c['generated']['std_khz'], '.2f')} kHz vs real "
+      f"{num(c['real']['std_s'], '.2f')} s / {num(c['real']['std_khz'], '.2f')} kHz), "
+      f"coherence gen {num(coh['generated'], '.2f')} vs real "
+      f"{num(coh['real'], '.2f')} (unrelated gen "
+      f"{num(coh['generated_unrelated'], '.2f')}, real "
+      f"{num(coh['real_unrelated'], '.2f')}), NN distance to real median "
+      f"{num(nn['generated_to_train'].get('median'))} (real-to-real "
+      f"{num(nn['train_to_train'].get('median'))}), "
+      f"within the real-to-real 1st percentile: "
+      f"{pct(nn['fraction_generated_to_train_below_p01'])} of generated windows of a "
+      f"real one, {pct(nn['fraction_generated_to_generated_below_p01'])} of another "
+      f"generated one; wrote {os.path.join(output_dir, 'metrics.json')} and "
+      f"{os.path.join(output_dir, 'report.png')}")
+
+
+def _jsonable(value):
+  """numpy scalars -> Python numbers, non-finite floats -> None (JSON has no NaN)."""
+  if isinstance(value, dict):
+    return {k: _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, (np.integer,)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    return float(value) if np.isfinite(value) else None
+  return value
+
+
+def _draw_sequences(fig, grid, sequences, transform, label, image_norm):
+  """One row per sequence: its windows side by side, time in s, frequency in kHz."""
+  axes = []
+  for row, sequence in enumerate(sequences):
+    ax = fig.add_subplot(grid[row])
+    strip = np.concatenate(list(sequence), axis=1)           # [h, T * w]
+    duration_s = len(sequence) * transform.window_s
+    db = (strip + 1.0) / 2.0 * (transform.db_max - transform.db_min) + transform.db_min
+    image = ax.imshow(db, origin='lower', aspect='auto', cmap='magma',
+                      extent=[0, duration_s, 0, transform.sample_rate_hz / 2000.0],
+                      vmin=transform.db_min, vmax=transform.db_max,
+                      interpolation='nearest')
+    for t in range(1, len(sequence)):
+      ax.axvline(t * transform.window_s, color='white', lw=0.5, alpha=0.6)
+    ax.set_ylabel(f'{label} {row + 1}\nkHz', fontsize=8)
+    ax.tick_params(labelsize=7)
+    axes.append(ax)
+    image_norm.append(image)
+  if axes:
+    axes[-1].set_xlabel('time (s)', fontsize=8)
+  return axes
+
+
+def render_report(path_or_file, result: dict, arrays: dict, generated: np.ndarray,
+                  real_shown: np.ndarray, transform, title: str) -> None:
+  """Writes the PNG report to `path_or_file` (a path or a binary file object).
+
+  Drawn on an Agg canvas with matplotlib's object-oriented API, never through pyplot
+  (as `orca_gan.plotting`): no global backend switch and no figure registry.
+  """
+  from matplotlib import gridspec
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  gen_shown = generated[:_SHOWN_SEQUENCES]
+  rows = len(gen_shown) + len(real_shown)
+  fig = Figure(figsize=(15, 8 + 1.3 * rows))
+  FigureCanvasAgg(fig)
+  outer = gridspec.GridSpec(2, 1, height_ratios=[8, 1.3 * rows], hspace=0.12,
+                            figure=fig, top=0.93, bottom=0.04)
+  stats = gridspec.GridSpecFromSubplotSpec(2, 3, subplot_spec=outer[0], hspace=0.45,
+                                           wspace=0.3)
+  colours = {'generated': 'tab:orange', 'real': 'tab:blue'}
+
+  ax = fig.add_subplot(stats[0, 0])
+  for name, key in (('real', 'real_centroids'), ('generated', 'gen_centroids')):
+    c = arrays[key]
+    ax.scatter(c[:, 0], c[:, 1], s=8, alpha=0.5, color=colours[name], label=name)
+  ax.set_xlim(0, transform.window_s)
+  ax.set_ylim(0, transform.sample_rate_hz / 2000.0)
+  ax.set_xlabel('time in window (s)')
+  ax.set_ylabel('frequency (kHz)')
+  c = result['centroids']
+  ax.set_title(f"Energy centroids (top {100 * c['top_fraction']:g}% pixels)\n"
+               f"energy distance {c['energy_distance']:.3g}, p={c['p_value']:.3g}",
+               fontsize=9)
+  ax.legend(fontsize=7)
+
+  ax = fig.add_subplot(stats[0, 1])
+  finite = [arrays[k][np.isfinite(arrays[k])] for k in
+            ('gen_to_real', 'gen_to_gen', 'real_to_real')]
+  top = max([x.max() for x in finite if len(x)] + [1e-6])
+  bins = np.linspace(0, top, 40)
+  labels = ('generated -> real', 'generated -> generated', 'real -> real')
+  for values, label, colour in zip(finite, labels,
+                                   ('tab:orange', 'tab:red', 'tab:blue')):
+    ax.hist(values, bins=bins, histtype='step', density=True, color=colour, label=label)
+  p01 = result['nearest_neighbour']['train_to_train_p01']
+  if p01 is not None and np.isfinite(p01):
+    ax.axvline(p01, color='k', ls=':', lw=1, label='real 1st percentile')
+  ax.set_xlabel('nearest-neighbour distance (features)')
+  ax.set_title('Nearest neighbours (memorisation, collapse)', fontsize=9)
+  ax.legend(fontsize=7)
+
+  ax = fig.add_subplot(stats[0, 2])
+  bins = np.linspace(-1, 1, 41)
+  for key, label, colour, style in (
+      ('gen_consecutive', 'generated, consecutive', 'tab:orange', '-'),
+      ('real_consecutive', 'real, consecutive', 'tab:blue', '-'),
+      ('gen_unrelated', 'generated, unrelated', 'tab:orange', ':'),
+      ('real_unrelated', 'real, unrelated', 'tab:blue', ':')):
+    if len(arrays[key]):
+      ax.hist(arrays[key], bins=bins, histtype='step', density=True, color=colour,
+              ls=style, label=label)
+  ax.set_xlabel('Pearson correlation of two windows')
+  ax.set_title('Temporal coherence', fontsize=9)
+  ax.legend(fontsize=7)
+
+  names = metrics.feature_names(transform.image_size)
+  bands = [i for i, n in enumerate(names) if n.startswith('profile_')]
+  ax = fig.add_subplot(stats[1, 0])
+  edges = np.array([int(n.split('_')[2]) for n in np.array(names)[bands]] +
+                   [transform.image_size])
+  centres_khz = (edges[:-1] + edges[1:]) / 2.0 * transform.band_hz / 1000.0
+  for name, key in (('real', 'real_features'), ('generated', 'gen_features')):
+    profile = arrays[key][:, bands]
+    mean, std = profile.mean(0), profile.std(0)
+    ax.plot(centres_khz, mean, color=colours[name], label=name)
+    ax.fill_between(centres_khz, mean - std, mean + std, color=colours[name], alpha=0.2)
+  ax.set_xlabel('frequency (kHz)')
+  ax.set_ylabel('mean image value')
+  ax.set_title('Spectral profile (mean +- std)', fontsize=9)
+  ax.legend(fontsize=7)
+
+  for column, feature in ((1, 'envelope_std'), (2, 'flux_mean')):
+    ax = fig.add_subplot(stats[1, column])
+    index = names.index(feature)
+    values = [arrays['real_features'][:, index], arrays['gen_features'][:, index]]
+    bins = np.linspace(min(v.min() for v in values),
+                       max(v.max() for v in values) + 1e-9, 30)
+    for name, v in zip(('real', 'generated'), values):
+      ax.hist(v, bins=bins, histtype='step', density=True, color=colours[name],
+              label=name)
+    ax.set_xlabel(feature.replace('_', ' '))
+    ax.set_title(f'Feature {feature}', fontsize=9)
+    ax.legend(fontsize=7)
+
+  if rows:
+    strips = gridspec.GridSpecFromSubplotSpec(rows, 1, subplot_spec=outer[1],
+                                              hspace=0.15)
+    images = []
+    axes = _draw_sequences(fig, [strips[i] for i in range(len(gen_shown))], gen_shown,
+                           transform, 'generated', images)
+    axes += _draw_sequences(
+        fig, [strips[len(gen_shown) + i] for i in range(len(real_shown))], real_shown,
+        transform, 'real', images)
+    for ax in axes[:-1]:
+      ax.tick_params(labelbottom=False)
+      ax.set_xlabel('')
+    bar = fig.colorbar(images[0], ax=fig.axes[-rows:], fraction=0.02, pad=0.01)
+    bar.set_label('dB re full scale', fontsize=8)
+  fd = result['frechet_distance']
+  fig.suptitle(f"{title}\nFD {fd['generated_vs_real']:.3g} (same-size "
+               f"{fd['generated_vs_real_same_size']:.3g}, real-vs-real floor "
+               f"{fd['real_vs_real_floor']:.3g})", fontsize=11)
+  fig.savefig(path_or_file, dpi=80, format='png')
+
+
+def _write_atomic(path: str, payload: bytes) -> None:
+  """Writes to a temporary file in the same folder, then renames it into place."""
+  folder, name = os.path.split(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=folder)
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(payload)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def evaluate(config: EvaluateConfig, log=print) -> dict:
+  """Runs the evaluation and writes metrics.json and report.png to config.output_dir.
+
+  Returns:
+    The metrics written to metrics.json.
+
+  Raises:
+    EvaluationError: Bad model, records or flags; nothing has been written.
+  """
+  loaded, metadata = load_generator(config.model)
+  manifest, transform = check_records(config, metadata)
+  if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
+    raise EvaluationError(f'--output_dir {config.output_dir} exists and is not a '
+                          'folder')
+
+  generated = generate(loaded, metadata, config.num_sequences, config.seq_len,
+                       config.seed)
+  log(f'evaluate: generated {config.num_sequences} sequences of {config.seq_len} '
+      f'windows; reading {config.tfrecords}')
+  real = read_real(config.tfrecords, manifest, transform, config.top_fraction,
+                   config.seed)
+  result, arrays = compute_metrics(generated, real, transform, config)
+  result = {
+      'model': os.path.abspath(config.model),
+      'tfrecords': os.path.abspath(config.tfrecords),
+      'flags': dataclasses.asdict(config),
+      'windows': {'generated': int(generated.shape[0] * generated.shape[1]),
+                  'real': int(len(real.features)),
+                  'real_files': int(len(np.unique(real.file_ids)))},
+      **result,
+      'model_metadata': metadata,
+  }
+  result = _jsonable(result)
+  # Both files are rendered in memory first: a failure up to here leaves no output.
+  png = io.BytesIO()
+  render_report(png, result, arrays, generated,
+                real_sequences_for_report(config, manifest), transform,
+                title=f'{config.model} vs {config.tfrecords}')
+  contents = {'metrics.json': (json.dumps(result, indent=1) + '\n').encode('utf-8'),
+              'report.png': png.getvalue()}
+  try:
+    os.makedirs(config.output_dir, exist_ok=True)
+    for name, payload in contents.items():
+      _write_atomic(os.path.join(config.output_dir, name), payload)
+  except OSError as e:
+    raise EvaluationError(
+        f'--output_dir {config.output_dir}: cannot write ({e})') from e
+  return result

@@ -1,0 +1,238 @@
+"""bin/evaluate and evaluate_lib: a tiny exported generator against tiny records."""
+
+import json
+import math
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from orca_gan import evaluate_lib
+from orca_gan import export_lib
+from orca_gan import models
+from orca_gan import prepare_tfrecords
+from orca_gan import spectral
+from tests.helpers import run_app, tone, write_wav
+
+SAMPLE_RATE_HZ = 16000
+TRANSFORM = spectral.SpectrogramConfig(image_size=32)
+TINY = models.ModelConfig(image_size=32, z_dim=8, fast_z=4, g_lstm_units=16,
+                          d_lstm_units=16, gf_dim=16, df_dim=8)
+FAST = ['--num_sequences', '6', '--seq_len', '3', '--num_permutations', '200']
+
+
+def recording(seconds, freq_hz, seed):
+  """A tone that comes and goes over noise."""
+  rng = np.random.default_rng(seed)
+  audio = tone(freq_hz, seconds, SAMPLE_RATE_HZ, amplitude=0.3)
+  audio *= (np.arange(len(audio)) // (SAMPLE_RATE_HZ * 2)) % 2
+  return audio + rng.normal(0.0, 0.01, len(audio))
+
+
+@pytest.fixture(scope='module')
+def record_dir(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('evaluate_records')
+  # 5 + 4 + 3 windows of 3 s.
+  paths = [write_wav(folder / f'rec{i}.wav', recording(seconds, freq, i),
+                     SAMPLE_RATE_HZ)
+           for i, (seconds, freq) in enumerate([(15, 1000), (12, 3000), (9, 6000)])]
+  out = str(folder / 'records')
+  prepare_tfrecords.make_tfrecords(
+      paths, out, prepare_tfrecords.PrepareConfig(transform=TRANSFORM),
+      log=lambda line: None)
+  return out
+
+
+@pytest.fixture(scope='module')
+def export_dir(tmp_path_factory):
+  keras.utils.set_random_seed(0)
+  generator = models.Generator(TINY)
+  discriminator = models.Discriminator(TINY)
+  generator(tf.zeros([1, TINY.z_dim]), generator.initial_state(1))
+  discriminator(tf.zeros([1, 32, 32, 1]), discriminator.initial_state(1))
+  out = str(tmp_path_factory.mktemp('evaluate_export'))
+  return export_lib.export_models(generator, discriminator, TINY, TRANSFORM, out,
+                                  extra_metadata={'step': 0})
+
+
+def finite_numbers(value, where=''):
+  """Yields (path, number) for every number in a JSON tree."""
+  if isinstance(value, dict):
+    for key, item in value.items():
+      yield from finite_numbers(item, f'{where}.{key}')
+  elif isinstance(value, list):
+    for i, item in enumerate(value):
+      yield from finite_numbers(item, f'{where}[{i}]')
+  elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    yield where, value
+
+
+def test_cli_writes_metrics_and_report(record_dir, export_dir, tmp_path):
+  out = tmp_path / 'eval'
+  result = run_app('evaluate', '--model', export_dir['generator'], '--tfrecords',
+                   record_dir, '--output_dir', str(out), '--seed', '3', *FAST)
+  assert result.returncode == 0, result.stderr[-3000:]
+  line = result.stdout.strip().splitlines()[-1]
+  assert line.startswith('evaluate: FD ') and 'real-vs-real floor' in line, line
+  assert 'centroid energy distance' in line and 'coherence gen' in line, line
+  assert sorted(os.listdir(out)) == ['metrics.json', 'report.png']  # No temp files.
+  assert (out / 'report.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+  written = json.loads((out / 'metrics.json').read_text())
+  assert written['windows'] == {'generated': 18, 'real': 12, 'real_files': 3}
+  fd = written['frechet_distance']
+  assert fd['windows'] == {'generated': 18, 'real': 12, 'same_size_generated': 6,
+                           'real_half_a': 6, 'real_half_b': 6}
+  for key in ('generated_vs_real', 'generated_vs_real_same_size',
+              'real_vs_real_floor'):
+    assert fd[key] >= 0.0, key
+  centroids = written['centroids']
+  assert 0.0 < centroids['p_value'] <= 1.0 and centroids['energy_distance'] >= 0.0
+  for name in ('generated', 'real'):
+    assert set(centroids[name]) == {'count', 'mean_s', 'std_s', 'mean_khz', 'std_khz'}
+  coherence = written['temporal_coherence']
+  # 6 sequences x 2 steps; files of 5, 4, 3 windows have 4 + 3 + 2 neighbours.
+  assert coherence['pairs']['generated'] == 12 and coherence['pairs']['real'] == 9
+  for key in ('generated', 'real', 'generated_unrelated', 'real_unrelated'):
+    assert -1.0 <= coherence[key] <= 1.0, key
+  nearest = written['nearest_neighbour']
+  for key in ('generated_to_train', 'generated_to_generated', 'train_to_train'):
+    assert set(nearest[key]) == {'count', 'min', 'p01', 'p10', 'median', 'mean'}, key
+  assert 0.0 <= nearest['fraction_generated_to_train_below_p01'] <= 1.0
+  assert written['model_metadata']['kind'] == 'generator'
+  assert written['model_metadata']['model_config']['z_dim'] == 8
+  assert written['flags']['seed'] == 3
+  numbers = list(finite_numbers(written))
+  assert len(numbers) > 50
+  assert all(math.isfinite(v) for _, v in numbers), [p for p, v in numbers
+                                                      if not math.isfinite(v)]
+
+
+def test_same_seed_same_metrics(record_dir, export_dir, tmp_path, monkeypatch):
+  # The report is checked above; skipping it here saves the drawing time.
+  monkeypatch.setattr(evaluate_lib, 'render_report',
+                      lambda out, *args, **kwargs: out.write(b'png'))
+
+  def run(name, seed):
+    config = evaluate_lib.EvaluateConfig(
+        model=export_dir['generator'], tfrecords=record_dir,
+        output_dir=str(tmp_path / name), num_sequences=4, seq_len=2, seed=seed,
+        num_permutations=100)
+    result = evaluate_lib.evaluate(config, log=lambda line: None)
+    del result['flags']
+    return result
+
+  first, again, other = run('a', 0), run('b', 0), run('c', 1)
+  assert first == again
+  assert (first['frechet_distance']['generated_vs_real'] !=
+          other['frechet_distance']['generated_vs_real'])
+
+
+def test_failure_while_rendering_leaves_no_output(record_dir, export_dir, tmp_path,
+                                                  monkeypatch):
+  def broken(*args, **kwargs):
+    raise RuntimeError('drawing failed')
+
+  monkeypatch.setattr(evaluate_lib, 'render_report', broken)
+  out = tmp_path / 'eval'
+  config = evaluate_lib.EvaluateConfig(
+      model=export_dir['generator'], tfrecords=record_dir, output_dir=str(out),
+      num_sequences=2, seq_len=2, num_permutations=10)
+  with pytest.raises(RuntimeError, match='drawing failed'):
+    evaluate_lib.evaluate(config, log=lambda line: None)
+  assert not out.exists()
+
+
+def edited_records(record_dir, folder, **transform):
+  """A copy of the records whose manifest claims another transform."""
+  copy = str(folder / 'edited_records')
+  shutil.copytree(record_dir, copy)
+  path = os.path.join(copy, 'manifest.json')
+  with open(path) as f:
+    manifest = json.load(f)
+  manifest['transform'].update(transform)
+  with open(path, 'w') as f:
+    json.dump(manifest, f)
+  return copy
+
+
+# (flags, expected start of the one-line error). {model}, {discriminator},
+# {records}, {missing}, {db_records} and {size_records} are filled in.
+BAD_INPUTS = {
+    'not_a_saved_model': (
+        ['--model', '{records}'],
+        'error: --model: {records}: not an orca_gan SavedModel'),
+    'missing_model': (
+        ['--model', '{missing}'],
+        'error: --model: {missing}: not an orca_gan SavedModel'),
+    'discriminator': (
+        ['--model', '{discriminator}'],
+        'error: --model: {discriminator} is a discriminator SavedModel; expected a '
+        'generator'),
+    'missing_records': (['--tfrecords', '{missing}'],
+                        'error: --tfrecords: {missing}: no such TFRecord folder'),
+    'transform_db_min': (
+        ['--tfrecords', '{db_records}'],
+        "error: --tfrecords {db_records}: transform differs from the model's (records "
+        'vs model: db_min -90.0 vs -100.0)'),
+    'transform_image_size': (
+        ['--tfrecords', '{size_records}'],
+        "error: --tfrecords {size_records}: transform differs from the model's "
+        '(records vs model: image_size 64 vs 32)'),
+    'seq_len': (['--seq_len', '6'], 'error: --seq_len 6 is longer than the longest '
+                'recording in {records} (5 windows)'),
+    'num_sequences': (['--num_sequences', '1'],
+                      'error: --num_sequences must be at least 2, got 1'),
+}
+
+
+@pytest.fixture
+def bad_names(record_dir, export_dir, tmp_path):
+  return {'model': export_dir['generator'],
+          'discriminator': export_dir['discriminator'], 'records': record_dir,
+          'missing': str(tmp_path / 'missing'),
+          'db_records': edited_records(record_dir, tmp_path / 'db', db_min=-90.0),
+          'size_records': edited_records(record_dir, tmp_path / 'size', image_size=64)}
+
+
+def bad_config(flags, names, output_dir):
+  fields = {'model': names['model'], 'tfrecords': names['records'],
+            'output_dir': output_dir}
+  for flag, value in zip(flags[::2], flags[1::2]):
+    name = flag[2:]
+    default = getattr(evaluate_lib.EvaluateConfig, name)
+    fields[name] = type(default)(value.format(**names))
+  return fields
+
+
+@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
+def test_bad_input_fails_before_writing(case, bad_names, tmp_path):
+  flags, message = BAD_INPUTS[case]
+  out = tmp_path / 'eval'
+  with pytest.raises(evaluate_lib.EvaluationError) as raised:
+    evaluate_lib.evaluate(evaluate_lib.EvaluateConfig(
+        **bad_config(flags, bad_names, str(out))), log=lambda line: None)
+  text = 'error: ' + str(raised.value)
+  assert '\n' not in text and text.startswith(message.format(**bad_names)), text
+  assert not out.exists()
+
+
+@pytest.mark.parametrize('case', ['discriminator', 'transform_db_min'])
+def test_cli_bad_input_is_one_line(case, bad_names, tmp_path):
+  flags, message = BAD_INPUTS[case]
+  fields = bad_config(flags, bad_names, str(tmp_path / 'eval'))
+  result = run_app('evaluate', *[f'--{k}={v}' for k, v in fields.items()], *FAST[:2])
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode != 0
+  assert len(lines) == 1 and lines[0].startswith(message.format(**bad_names)), lines
+  assert not (tmp_path / 'eval').exists()
+
+
+def test_cli_requires_output_dir(record_dir, export_dir):
+  result = run_app('evaluate', '--model', export_dir['generator'], '--tfrecords',
+                   record_dir)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == ['error: --output_dir is required']

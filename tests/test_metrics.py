@@ -1,0 +1,229 @@
+"""Tests of orca_gan.metrics on shared numeric cases and synthetic windows."""
+
+import math
+
+import numpy as np
+import pytest
+
+from orca_gan import metrics
+from orca_gan import spectral
+
+TRANSFORM = spectral.SpectrogramConfig(image_size=32)
+
+_S1 = [[2.0, 0.5], [0.5, 1.0]]
+_S2 = [[1.0, -0.3], [-0.3, 3.0]]
+# (mean_a, cov_a, mean_b, cov_b): Gaussians whose Fréchet distance has a reference.
+GAUSSIAN_CASES = [
+    ([1.0, 2.0], _S1, [1.0, 2.0], _S1),                      # identical
+    ([0.0, 0.0], _S1, [3.0, -4.0], _S1),                     # shifted mean
+    ([0.0, 1.0], np.diag([4.0, 1.0]), [1.0, 1.0], np.diag([1.0, 9.0])),  # diagonal
+    ([0.5, -1.0], _S1, [0.0, 0.0], _S2),                     # not commuting
+    ([0.0, 0.0], [[1.0, 1.0], [1.0, 1.0]], [0.0, 0.0], np.eye(2)),  # singular
+    (np.zeros(5), np.eye(5), np.ones(5), 4.0 * np.eye(5)),
+]
+
+
+def reference_frechet(mean_a, cov_a, mean_b, cov_b):
+  """||mu_a - mu_b||^2 + tr S_a + tr S_b - 2 sum sqrt(eig(S_a S_b)).
+
+  A different route from the library's: the eigenvalues of the non-symmetric
+  product S_a S_b, which are real and non-negative for PSD S_a, S_b.
+  """
+  mean_a, mean_b = np.asarray(mean_a), np.asarray(mean_b)
+  cov_a, cov_b = np.asarray(cov_a, float), np.asarray(cov_b, float)
+  eigenvalues = np.linalg.eigvals(cov_a @ cov_b).real
+  return (np.sum((mean_a - mean_b)**2) + np.trace(cov_a) + np.trace(cov_b)
+          - 2.0 * np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None))))
+
+
+@pytest.mark.parametrize('mean_a, cov_a, mean_b, cov_b', GAUSSIAN_CASES)
+def test_gaussian_frechet_distance_matches_reference(mean_a, cov_a, mean_b, cov_b):
+  expected = reference_frechet(mean_a, cov_a, mean_b, cov_b)
+  assert metrics.gaussian_frechet_distance(mean_a, cov_a, mean_b, cov_b) == (
+      pytest.approx(expected, abs=1e-9))
+  assert metrics.gaussian_frechet_distance(mean_b, cov_b, mean_a, cov_a) == (
+      pytest.approx(expected, abs=1e-9))
+
+
+def test_gaussian_frechet_distance_closed_forms():
+  # Equal covariances: only the means count.
+  assert metrics.gaussian_frechet_distance([0, 0], _S1, [3, -4], _S1) == (
+      pytest.approx(25.0))
+  # Diagonal covariances: sum of (sqrt(var_a) - sqrt(var_b))^2 plus the mean shift.
+  assert metrics.gaussian_frechet_distance(
+      [0, 1], np.diag([4.0, 1.0]), [1, 1], np.diag([1.0, 9.0])) == (
+          pytest.approx(1.0 + (2 - 1)**2 + (1 - 3)**2))
+
+
+def sample(n, mean, cov, seed):
+  return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n)
+
+
+def test_frechet_distance_of_identical_sets_is_zero():
+  features = sample(500, [0.0, 1.0, 2.0], np.diag([1.0, 2.0, 0.5]), 0)
+  assert metrics.frechet_distance(features, features) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_distance_of_samples_approaches_closed_form():
+  a = sample(20000, [0.0, 0.0], _S1, 1)
+  b = sample(20000, [1.0, 2.0], _S1, 2)
+  assert metrics.frechet_distance(a, b) == pytest.approx(5.0, rel=0.03)
+
+
+def test_frechet_distance_grows_with_an_injected_shift():
+  rng = np.random.default_rng(3)
+  real = rng.normal(size=(400, 8))
+  generated = rng.normal(size=(400, 8))
+  distances = [metrics.frechet_distance(real, generated + shift)
+               for shift in (0.0, 0.25, 0.5, 1.0, 2.0)]
+  assert all(a < b for a, b in zip(distances, distances[1:])), distances
+  assert distances[0] < 0.2
+
+
+def test_frechet_distance_rejects_mismatched_features():
+  with pytest.raises(ValueError, match='same D'):
+    metrics.frechet_distance(np.zeros([4, 3]), np.zeros([4, 2]))
+  with pytest.raises(ValueError, match='at least 2'):
+    metrics.frechet_distance(np.zeros([1, 3]), np.zeros([4, 3]))
+
+
+def test_window_features_are_fixed_and_in_image_units():
+  rng = np.random.default_rng(4)
+  images = rng.uniform(-1, 1, size=(3, 32, 32))
+  features = metrics.window_features(images)
+  names = metrics.feature_names(32)
+  assert features.shape == (3, len(names)) == (3, 53)
+  np.testing.assert_array_equal(features, metrics.window_features(images[..., None]))
+  assert metrics.window_features(images[:, :16, :16]).shape == (
+      3, len(metrics.feature_names(16)))
+
+  constant = np.full([1, 32, 32], -0.25)
+  values = dict(zip(names, metrics.window_features(constant)[0]))
+  for name, value in values.items():
+    expected = -0.25 if (name.startswith('profile') or name in (
+        'envelope_mean', 'envelope_min', 'envelope_max')) else 0.0
+    assert value == pytest.approx(expected, abs=1e-12), name
+
+  # The DCT coefficients are amplitudes of unit-RMS cosines: a pattern of amplitude A
+  # along frequency gives dct_1_0 = A and nothing else.
+  rows = np.arange(32)
+  pattern = 0.3 * math.sqrt(2) * np.cos(np.pi * (2 * rows + 1) / 64)
+  values = dict(zip(names, metrics.window_features(
+      np.broadcast_to(pattern[:, None], (1, 32, 32)))[0]))
+  assert values['dct_1_0'] == pytest.approx(0.3)
+  assert values['dct_0_1'] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize('transform', [
+    TRANSFORM, spectral.SpectrogramConfig(sample_rate_hz=8000, window_s=1.0,
+                                          image_size=16)])
+@pytest.mark.parametrize('row, column', [(0, 0), (5, 7), (-1, 3), (8, -1)])
+def test_energy_centroid_of_one_bright_pixel_is_that_pixel(transform, row, column):
+  size = transform.image_size
+  row, column = row % size, column % size
+  # Ties with the background count, but at 10^(-1.9 * 100 / 20) of the bright
+  # pixel's power each.
+  images = np.full([2, size, size], -1.0)
+  images[0, row, column] = 0.9
+  images[1, 2, 1] = 0.9
+  centroids = metrics.energy_centroids(images, transform, top_fraction=0.01)
+  assert centroids.shape == (2, 2)
+  np.testing.assert_allclose(
+      centroids[0], [(column + 0.5) * transform.hop_s,
+                     (row + 0.5) * transform.band_hz / 1000.0], rtol=0, atol=1e-5)
+
+
+def test_energy_centroid_of_a_flat_window_is_its_centre():
+  centroids = metrics.energy_centroids(np.full([1, 32, 32], -1.0), TRANSFORM, 0.01)
+  np.testing.assert_allclose(centroids[0], [1.5, 4.0])
+
+
+def blob_images(count, rng, fixed=None):
+  """Noise windows with one bright 3x3 blob, at random places or at `fixed`."""
+  images = rng.uniform(-1.0, -0.6, size=(count, 32, 32))
+  for image in images:
+    row, column = fixed if fixed else rng.integers(2, 30, size=2)
+    image[row - 1:row + 2, column - 1:column + 2] = 0.8
+  return images
+
+
+def test_centroid_statistic_flags_a_generator_that_repeats_itself():
+  rng = np.random.default_rng(5)
+  real = metrics.energy_centroids(blob_images(80, rng), TRANSFORM)
+  same_image = np.repeat(blob_images(1, rng, fixed=(16, 16)), 80, axis=0)
+  repeated = metrics.energy_centroids(same_image, TRANSFORM)
+  other_real = metrics.energy_centroids(blob_images(80, rng), TRANSFORM)
+
+  flagged = metrics.centroid_statistics(repeated, real, TRANSFORM, 500, seed=0)
+  null = metrics.centroid_statistics(other_real, real, TRANSFORM, 500, seed=0)
+  assert flagged['p_value'] == pytest.approx(1 / 501)
+  assert null['p_value'] > 0.05
+  assert flagged['energy_distance'] > 10 * null['energy_distance']
+  assert flagged['generated']['std_s'] == pytest.approx(0.0, abs=1e-9)
+  assert flagged['real']['std_s'] > 0.5 and null['generated']['std_khz'] > 1.0
+
+
+def test_energy_distance_matches_its_definition():
+  rng = np.random.default_rng(6)
+  a, b = rng.normal(size=(7, 2)), rng.normal(1.0, 1.0, size=(5, 2))
+
+  def mean_distance(x, y):
+    return np.mean([np.linalg.norm(p - q) for p in x for q in y])
+
+  expected = 2 * mean_distance(a, b) - mean_distance(a, a) - mean_distance(b, b)
+  assert metrics.energy_distance(a, b) == pytest.approx(expected)
+  assert metrics.energy_distance(a, a) == pytest.approx(0.0, abs=1e-12)
+  statistic, p_value = metrics.energy_distance_test(a, b, 50, seed=1)
+  assert statistic == pytest.approx(expected)
+  assert (statistic, p_value) == metrics.energy_distance_test(a, b, 50, seed=1)
+
+
+def test_window_correlations_match_numpy_and_treat_flat_windows():
+  rng = np.random.default_rng(7)
+  a, b = rng.normal(size=(4, 8, 8)), rng.normal(size=(4, 8, 8))
+  b[1] = 0.5 * a[1] + 0.1 * b[1]
+  expected = [np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b)]
+  np.testing.assert_allclose(metrics.window_correlations(a, b), expected, rtol=1e-10)
+  flat = np.full([2, 8, 8], -1.0)
+  np.testing.assert_array_equal(
+      metrics.window_correlations(flat, np.stack([flat[0], a[0]])), [1.0, 0.0])
+
+
+def test_temporal_coherence_is_higher_for_repeated_than_for_shuffled_windows():
+  rng = np.random.default_rng(8)
+  base = rng.uniform(-1, 1, size=(16, 1, 32, 32))
+  repeated = base + 0.2 * rng.normal(size=(16, 5, 32, 32))   # [n, T, h, w]
+  shuffled = rng.permutation(repeated.reshape(80, 32, 32)).reshape(16, 5, 32, 32)
+  coherent = metrics.temporal_coherence(repeated)
+  independent = metrics.temporal_coherence(shuffled)
+  assert coherent > 0.8 and abs(independent) < 0.3 and coherent > independent + 0.5
+  assert len(metrics.consecutive_correlations(repeated[..., None])) == 16 * 4
+
+
+def test_nearest_neighbour_distance_of_a_copied_training_window_is_zero():
+  rng = np.random.default_rng(9)
+  train = metrics.window_features(rng.uniform(-1, 1, size=(20, 32, 32)))
+  generated = np.concatenate([train[[3, 11]], train[:2] + 0.5])
+  distances = metrics.nearest_neighbour_distances(generated, train, chunk_size=3)
+  assert distances[0] == 0.0 and distances[1] == 0.0
+  brute = np.min(np.linalg.norm(generated[:, None] - train[None], axis=-1), axis=1)
+  np.testing.assert_allclose(distances, brute, rtol=1e-9)
+
+  within = metrics.nearest_neighbour_distances(train, train, exclude=np.arange(20))
+  pairwise = np.linalg.norm(train[:, None] - train[None], axis=-1)
+  np.fill_diagonal(pairwise, np.inf)
+  np.testing.assert_allclose(within, pairwise.min(axis=1), rtol=1e-9)
+  assert np.all(within > 0)
+
+
+def test_nearest_neighbour_summary_counts_memorised_windows():
+  train_to_train = np.linspace(1.0, 2.0, 101)       # 1st percentile: 1.01.
+  generated_to_train = np.array([0.0, 0.0, 1.5, 1.8])
+  generated_to_generated = np.array([0.5, 0.5, 3.0, 3.0])
+  summary = metrics.nearest_neighbour_summary(generated_to_train,
+                                              generated_to_generated, train_to_train)
+  assert summary['train_to_train_p01'] == pytest.approx(1.01)
+  assert summary['fraction_generated_to_train_below_p01'] == 0.5
+  assert summary['fraction_generated_to_generated_below_p01'] == 0.5
+  assert summary['generated_to_train']['min'] == 0.0
+  assert summary['train_to_train']['median'] == pytest.approx(1.5)
