@@ -1,8 +1,11 @@
 """What every orca_gan command-line app shares: quiet TensorFlow, clean exits."""
 
+import dataclasses
 import os
 import signal
 import sys
+
+from absl import flags
 
 # TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes, and on CPU-only
 # machines even "Unable to register cuDNN factory" at error level) buries the one-line
@@ -14,7 +17,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 def quiet_logs() -> None:
   """INFO lines from TensorFlow's Python side (checkpoint and SavedModel writing) off;
   `--verbosity 0` brings them back."""
-  from absl import flags
   from absl import logging
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
@@ -34,3 +36,17 @@ def raise_on_sigterm() -> None:
     raise KeyboardInterrupt
 
   signal.signal(signal.SIGTERM, handler)
+
+
+def define_flags(config_class, help_texts: dict) -> None:
+  """Defines one absl flag per field of a config dataclass (names map 1:1)."""
+  definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+              bool: flags.DEFINE_boolean, str: flags.DEFINE_string}
+  for field in dataclasses.fields(config_class):
+    definers[field.type](field.name, field.default, help_texts[field.name])
+
+
+def config_from_flags(config_class):
+  """Builds a config dataclass from the flags of the same names."""
+  return config_class(**{f.name: getattr(flags.FLAGS, f.name)
+                         for f in dataclasses.fields(config_class)})

@@ -1,6 +1,5 @@
 """bin/evaluate: how close an exported generator's sound is to real recordings."""
 
-import dataclasses
 
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
 
@@ -27,10 +26,7 @@ _HELP = {
 
 def _define_flags():
   from orca_gan import evaluate_lib
-  for field in dataclasses.fields(evaluate_lib.EvaluateConfig):
-    define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
-              str: flags.DEFINE_string}[field.type]
-    define(field.name, field.default, _HELP[field.name])
+  common.define_flags(evaluate_lib.EvaluateConfig, _HELP)
 
 
 _define_flags()
@@ -43,9 +39,7 @@ def main(argv):
   from orca_gan import evaluate_lib
   common.raise_on_sigterm()
   try:
-    config = evaluate_lib.EvaluateConfig(**{
-        f.name: getattr(FLAGS, f.name)
-        for f in dataclasses.fields(evaluate_lib.EvaluateConfig)})
+    config = common.config_from_flags(evaluate_lib.EvaluateConfig)
     result = evaluate_lib.evaluate(config, log=lambda line: print(line, flush=True))
   except evaluate_lib.EvaluationError as e:
     common.fail(str(e))

@@ -1,6 +1,5 @@
 """bin/generate: sound and spectrogram plots from an exported generator."""
 
-import dataclasses
 
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
 
@@ -34,9 +33,7 @@ def main(argv):
   from orca_gan import generate_lib
   common.raise_on_sigterm()
   try:
-    config = generate_lib.GenerateConfig(**{
-        f.name: getattr(FLAGS, f.name)
-        for f in dataclasses.fields(generate_lib.GenerateConfig)})
+    config = common.config_from_flags(generate_lib.GenerateConfig)
     result = generate_lib.generate(config)
   except (generate_lib.GenerateError, OSError) as e:
     common.fail(str(e))

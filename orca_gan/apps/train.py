@@ -1,6 +1,5 @@
 """bin/train: train the recurrent spectrogram GAN on make_tfrecords output."""
 
-import dataclasses
 import os
 
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
@@ -47,10 +46,7 @@ _HELP = {
 
 def _define_flags():
   from orca_gan import train_lib
-  for field in dataclasses.fields(train_lib.TrainConfig):
-    define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
-              bool: flags.DEFINE_boolean, str: flags.DEFINE_string}[field.type]
-    define(field.name, field.default, _HELP[field.name])
+  common.define_flags(train_lib.TrainConfig, _HELP)
 
 
 _define_flags()
@@ -64,8 +60,7 @@ def main(argv):
   from orca_gan import train_lib
   common.raise_on_sigterm()
   try:
-    config = train_lib.TrainConfig(**{
-        f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(train_lib.TrainConfig)})
+    config = common.config_from_flags(train_lib.TrainConfig)
     trainer = train_lib.Trainer(config)
     print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
           f'{config.logdir}', flush=True)

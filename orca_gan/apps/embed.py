@@ -1,0 +1,93 @@
+"""bin/embed: audio or TFRecords -> per-window discriminator embeddings (+ a query)."""
+
+from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string('model', None, 'Exported discriminator SavedModel folder (e.g. '
+                    '<logdir>/export/discriminator). Its metadata gives the transform.')
+flags.DEFINE_multi_string(
+    'input', None, 'Audio file, folder (searched recursively) or glob; repeatable. '
+    'wav, flac, ogg and mp3 at any sample rate, mono or stereo.')
+flags.DEFINE_string('tfrecords', None, 'A make_tfrecords folder made with the model\'s '
+                    'transform; its windows are embedded too (before --input files).')
+flags.DEFINE_string('output_dir', None, 'Where embeddings.npy, metadata.tsv, the '
+                    'Projector files and query_ranking.tsv go (earlier ones replaced).')
+flags.DEFINE_string('query', None, 'A clip to rank every corpus window against, by '
+                    'cosine similarity of embeddings: padded if shorter than a window, '
+                    'the mean over its windows if longer. Embedded like the corpus under '
+                    '--context (with file context, as its own sequence from the zero '
+                    'state).')
+
+_HELP = {
+    'context': "file: each file's windows are one sequence through the discriminator "
+               'LSTM, its state carried window to window; window: every window from '
+               'the zero state, independent of its neighbours.',
+    'pad_short': 'Keep recordings shorter than one window as one zero-padded window '
+                 '(call clips are short) instead of skipping them.',
+    'channel': "'mix' (mean of channels) or a channel index.",
+    'num_workers': 'Audio files decoded at once (one per core).',
+    'top_k': 'Windows listed in query_ranking.tsv.',
+    'chunk_windows': 'Windows per discriminator call (bounds memory).',
+    'projector_max_rows': 'Rows in embeddings.tsv for the TensorBoard Projector; a '
+                          'larger corpus gets every k-th row there (embeddings.npy '
+                          'holds all).',
+}
+
+
+def _define_flags():
+  from orca_gan import embed_lib
+  common.define_flags(embed_lib.EmbedConfig, _HELP)
+
+
+_define_flags()
+
+
+def main(argv):
+  common.quiet_logs()
+  if len(argv) > 1:
+    common.fail(f'unexpected arguments {argv[1:]}; give files with --input')
+  for name in ('model', 'output_dir'):
+    if not FLAGS[name].value:
+      common.fail(f'--{name} is required')
+  if not FLAGS.input and not FLAGS.tfrecords:
+    common.fail('give audio with --input (a file, folder or glob; repeatable) and/or a '
+                'make_tfrecords folder with --tfrecords')
+  from orca_gan import audio_io
+  from orca_gan import embed_lib
+  common.raise_on_sigterm()
+  try:
+    config = common.config_from_flags(embed_lib.EmbedConfig)
+    try:
+      model = embed_lib.load_model(FLAGS.model)
+    except ValueError as e:
+      raise embed_lib.UsageError(f'--model {e}') from e
+    summary = embed_lib.embed_corpus(
+        model, FLAGS.output_dir, inputs=FLAGS.input or [], tfrecord_dir=FLAGS.tfrecords,
+        query=FLAGS.query, config=config, model_path=FLAGS.model)
+  except embed_lib.NothingEmbeddedError as e:
+    common.fail(str(e), status=1)
+  except (ValueError, audio_io.InputError) as e:
+    common.fail(str(e))
+  except KeyboardInterrupt:
+    common.fail(f'interrupted; nothing was written to {FLAGS.output_dir}', status=130)
+  print(summary.line(), flush=True)
+  if summary.query:
+    shown = summary.ranking[:5]
+    print(f'query {summary.query} ({summary.query_windows} window(s)): top '
+          f'{len(shown)} of {summary.windows} windows (all {len(summary.ranking)} in '
+          f'{FLAGS.output_dir}/query_ranking.tsv):', flush=True)
+    for r in shown:
+      print(f'  {r.rank:3d}  {r.score:.4f}  {r.file}  {r.start_s} s  {r.label}',
+            flush=True)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()
