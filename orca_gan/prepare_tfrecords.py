@@ -300,7 +300,7 @@ def _stderr(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
 
 
-class _Progress:
+class Progress:
   """Files done/total, audio hours, realtime factor and ETA, at most every few seconds."""
 
   def __init__(self, total_files: int, total_bytes: int, log, every_s: float):
@@ -313,7 +313,7 @@ class _Progress:
 
   def update(self, path: str, audio_s: float) -> None:
     self.files += 1
-    self.bytes += _size(path)
+    self.bytes += file_size(path)
     self.audio_s += audio_s
     if time.monotonic() - self._last >= self._every_s:
       self.report()
@@ -362,7 +362,8 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = None, log=_s
     log(f'{summary.already_done} of {len(paths)} files already converted in '
         f'{output_dir}; continuing with the other {len(todo)}')
   skipped = {s['path']: s for s in manifest['skipped']}
-  progress = _Progress(len(todo), sum(_size(p) for p in todo), log, progress_every_s)
+  progress = Progress(len(todo), sum(file_size(p) for p in todo), log,
+                      progress_every_s)
   writer = _ShardWriter(output_dir, manifest, config)
   with concurrent.futures.ThreadPoolExecutor(config.num_workers) as pool:
     futures = {}
@@ -402,7 +403,8 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = None, log=_s
   return summary
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
+  """Size in bytes, 0 for a file that cannot be read (it is reported elsewhere)."""
   try:
     return os.path.getsize(path)
   except OSError:
