@@ -266,7 +266,9 @@ def segment_dataset(resource, info: AudioInfo, bounds, channel: str) -> tf.data.
     return tf.pad(mono, [[lo - start, stop - hi]])
 
   bounds = np.asarray(bounds, np.int64).reshape(-1, 2)
-  # Sequential and unprefetched on purpose: the decoder behind the resource is
-  # sequential, and no read may still be in flight once the caller stops iterating and
-  # its thread opens the next file. Parallelism comes from one file per thread.
+  # A sequential map: the decoder behind the resource is sequential. tf.data's
+  # automatic prefetch reads one segment ahead, which overlaps decoding with the
+  # caller's spectrogram; the iterator (and any read in flight) is gone once the caller
+  # returns, before its thread opens the next file. Parallelism across files comes
+  # from one file per thread.
   return tf.data.Dataset.from_tensor_slices(bounds).map(read)
