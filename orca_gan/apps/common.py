@@ -22,6 +22,15 @@ def quiet_logs() -> None:
     logging.set_verbosity(logging.WARNING)
 
 
+def start(argv, hint: str = '') -> None:
+  """What every app's main does first: quiet logs, no positional arguments, and
+  SIGTERM handled like Ctrl-C."""
+  quiet_logs()
+  if len(argv) > 1:
+    fail(f'unexpected arguments {argv[1:]}{hint}')
+  raise_on_sigterm()
+
+
 def fail(message: str, status: int = 2):
   """Prints a one-line error and exits."""
   print(f'error: {message}', file=sys.stderr, flush=True)

@@ -47,9 +47,7 @@ _define_flags()
 
 
 def main(argv):
-  common.quiet_logs()
-  if len(argv) > 1:
-    common.fail(f'unexpected arguments {argv[1:]}; give files with --input')
+  common.start(argv, '; give files with --input')
   for name in ('model', 'output_dir'):
     if not FLAGS[name].value:
       common.fail(f'--{name} is required')
@@ -58,7 +56,6 @@ def main(argv):
                 'make_tfrecords folder with --tfrecords')
   from orca_gan import audio_io
   from orca_gan import embed_lib
-  common.raise_on_sigterm()
   try:
     config = common.config_from_flags(embed_lib.EmbedConfig)
     try:

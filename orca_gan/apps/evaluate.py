@@ -33,11 +33,8 @@ _define_flags()
 
 
 def main(argv):
-  common.quiet_logs()
-  if len(argv) > 1:
-    common.fail(f'unexpected arguments {argv[1:]}')
+  common.start(argv)
   from orca_gan import evaluate_lib
-  common.raise_on_sigterm()
   try:
     config = common.config_from_flags(evaluate_lib.EvaluateConfig)
     result = evaluate_lib.evaluate(config, log=lambda line: print(line, flush=True))

@@ -27,11 +27,8 @@ flags.DEFINE_integer('interpolate_steps', 8, 'Points on the walk, both ends incl
 
 
 def main(argv):
-  common.quiet_logs()
-  if len(argv) > 1:
-    common.fail(f'unexpected arguments {argv[1:]}')
+  common.start(argv)
   from orca_gan import generate_lib
-  common.raise_on_sigterm()
   try:
     config = common.config_from_flags(generate_lib.GenerateConfig)
     result = generate_lib.generate(config)

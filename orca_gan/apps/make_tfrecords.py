@@ -30,15 +30,12 @@ flags.DEFINE_integer('num_workers', 2, 'Files converted at once (one per core).'
 
 
 def main(argv):
-  common.quiet_logs()
-  if len(argv) > 1:
-    common.fail(f'unexpected arguments {argv[1:]}; give files with --input')
+  common.start(argv, '; give files with --input')
   if not FLAGS.input:
     common.fail('--input is required (a file, folder or glob; repeatable)')
   from orca_gan import audio_io
   from orca_gan import prepare_tfrecords
   from orca_gan import spectral
-  common.raise_on_sigterm()
   try:
     transform = spectral.SpectrogramConfig(
         sample_rate_hz=FLAGS.sample_rate, window_s=FLAGS.window_s,

@@ -15,9 +15,7 @@ flags.DEFINE_integer('seed', 0, 'Seed; the same seed writes the same scenes.')
 
 
 def main(argv):
-  common.quiet_logs()
-  if len(argv) > 1:
-    common.fail(f'unexpected arguments {argv[1:]}')
+  common.start(argv)
   from orca_gan import synth
   try:
     paths = synth.make_demo_corpus(FLAGS.output_dir, num_files=FLAGS.num_files,
@@ -25,6 +23,8 @@ def main(argv):
                                    sample_rate_hz=FLAGS.sample_rate, seed=FLAGS.seed)
   except (ValueError, OSError) as e:
     common.fail(str(e))
+  except KeyboardInterrupt:
+    common.fail('interrupted; scenes already written are complete', status=130)
   print(f'synthesize_scene: {len(paths)} scenes of {FLAGS.duration_s:g} s in '
         f'{FLAGS.output_dir} (ground truth in events.tsv)')
 

@@ -53,12 +53,9 @@ _define_flags()
 
 
 def main(argv):
-  common.quiet_logs()
-  if len(argv) > 1:
-    common.fail(f'unexpected arguments {argv[1:]}')
+  common.start(argv)
   from orca_gan import export_lib
   from orca_gan import train_lib
-  common.raise_on_sigterm()
   try:
     config = common.config_from_flags(train_lib.TrainConfig)
     trainer = train_lib.Trainer(config)
