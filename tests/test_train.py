@@ -239,7 +239,11 @@ def test_cli_trains_exports_and_resumes(record_dir, tmp_path):
   assert metadata['kind'] == 'generator' and metadata['step'] == 2
   assert metadata['transform']['image_size'] == IMAGE_SIZE
   assert (logdir / 'samples.png').exists()
-  again = run_app('train', *flags, '--steps', '3')
+  # The resumed run reads its flags from a --flagfile.
+  flagfile = tmp_path / 'run.flags'
+  flagfile.write_text('\n'.join(f'{k}={v}' for k, v in zip(flags[::2], flags[1::2])) +
+                      '\n--steps=3\n')
+  again = run_app('train', '--flagfile', str(flagfile))
   assert again.returncode == 0, again.stderr[-2000:]
   assert 'resumed from' in again.stdout + again.stderr
   assert export_lib.read_metadata(str(logdir / 'export' / 'generator'))['step'] == 3
@@ -271,3 +275,26 @@ def test_steps_zero_exports_the_untrained_models(record_dir, tmp_path):
   assert result.stdout.strip().splitlines()[-1].startswith('train: step 0; exported')
   assert export_lib.read_metadata(str(tmp_path / 'export' / 'generator'))['step'] == 0
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(record_dir, tmp_path):
+  import signal
+  logdir = tmp_path / 'run'
+  process = subprocess.Popen(
+      [sys.executable, os.path.join(REPO, 'bin', 'train'), '--tfrecords', record_dir,
+       '--logdir', str(logdir), '--steps', '100000', '--summary_every', '1',
+       '--save_every', '100000', '--batch_size', '2', '--seq_len', '2', '--z_dim', '8',
+       '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16', '--df_dim',
+       '8'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+  try:
+    for line in process.stdout:      # Wait until training is under way.
+      if line.startswith('step 1:'):
+        break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+  finally:
+    process.kill()
+  assert process.returncode == 130, stderr[-2000:]
+  assert stderr.strip().splitlines()[-1].startswith('error: interrupted; checkpoint saved')
+  saved = glob.glob(str(logdir / 'checkpoints' / 'ckpt-*.index'))
+  assert saved and all(int(p.split('ckpt-')[1].split('.')[0]) >= 1 for p in saved)
