@@ -134,11 +134,6 @@ def num_windows(num_samples: int, input_rate_hz: int, window_s: float,
   return n
 
 
-def window_start_sample(window_index, geometry: FrameGeometry):
-  """First sample of window `window_index` (rounded), as numpy or python int."""
-  return np.round(np.asarray(window_index) * geometry.window_samples).astype(np.int64)
-
-
 def segment_bounds(first_window: int, count: int, geometry: FrameGeometry):
   """Sample range `[start, stop)` needed to compute `count` windows from `first_window`.
 
