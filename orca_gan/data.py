@@ -83,7 +83,7 @@ def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int
               .map(parse).batch(num_windows).get_single_element())
     images, file_id, index = (parsed['image'], parsed[records.FILE_ID],
                               parsed[records.WINDOW_INDEX])
-    count = tf.shape(images)[0] - seq_len + 1
+    count = tf.maximum(tf.shape(images)[0] - seq_len + 1, 0)  # Shards may be short.
     last = tf.range(count) + seq_len - 1
     start_index = index[:count]
     same_run = tf.logical_and(

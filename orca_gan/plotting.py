@@ -2,7 +2,7 @@
 
 `plot_sequences` draws sequences of spectrogram images (generated or real), one row per
 sequence with its windows side by side, so the x axis is continuous time. Used by
-bin/generate and bin/evaluate.
+bin/generate.
 
 Figures are drawn with matplotlib's object-oriented API on an Agg canvas, never through
 pyplot: no global backend switch, no window, no figure registry to leak into, so it

@@ -39,7 +39,7 @@ class UsageError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class PrepareConfig:
-  """How audio becomes records. Flags of bin/make_tfrecords map 1:1 to these fields.
+  """How audio becomes records; built from the flags of bin/make_tfrecords.
 
   Attributes:
     transform: The spectrogram transform.

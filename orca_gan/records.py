@@ -7,7 +7,7 @@ the manifest; nothing is taken from defaults in code.
 
 import json
 import os
-import tempfile
+import uuid
 
 import tensorflow as tf
 
@@ -88,10 +88,10 @@ def shard_paths(tfrecord_dir: str, manifest: dict) -> list:
 def write_json_atomic(path: str, payload: dict) -> None:
   """Writes JSON to a temporary file in the same folder, then renames it into place."""
   folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path), suffix='.tmp',
-                             dir=folder)
+  # Not mkstemp: its 0600 mode would survive the rename and hide the file from others.
+  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
   try:
-    with os.fdopen(fd, 'w') as f:
+    with open(tmp, 'x') as f:
       json.dump(payload, f, indent=1)
       f.write('\n')
     os.replace(tmp, path)
@@ -119,8 +119,15 @@ def read_manifest(tfrecord_dir: str) -> dict:
     raise ManifestError(f'{path}: unreadable manifest ({e})') from e
   if not isinstance(manifest, dict) or manifest.get('format') != FORMAT:
     raise ManifestError(f'{path}: not an {FORMAT} manifest')
-  spectral.SpectrogramConfig.from_dict(manifest['transform'])  # Validates.
-  for shard in shard_paths(tfrecord_dir, manifest):
+  try:
+    spectral.SpectrogramConfig.from_dict(manifest['transform'])  # Validates.
+    shards = shard_paths(tfrecord_dir, manifest)
+    missing = [key for key in ('files', 'skipped', 'storage') if key not in manifest]
+    if missing:
+      raise KeyError(', '.join(missing))
+  except (KeyError, TypeError, ValueError) as e:
+    raise ManifestError(f'{path}: invalid manifest ({type(e).__name__}: {e})') from e
+  for shard in shards:
     if not os.path.exists(shard):
       raise ManifestError(f'{path}: lists shard {shard}, which is missing')
   return manifest

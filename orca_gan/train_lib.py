@@ -21,7 +21,6 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from orca_gan import data
@@ -256,8 +255,11 @@ class Trainer:
     path = os.path.join(self.config.logdir, 'config.json')
     if not os.path.exists(path):
       return
-    with open(path) as f:
-      saved = json.load(f)
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+      raise TrainingError(f'{path}: unreadable ({e}); use a new --logdir') from e
     current = self._run_description()
     for key in _FIXED_ON_RESUME:
       if saved.get(key) != current[key]:
@@ -435,7 +437,8 @@ class Trainer:
     """Trains up to `config.steps`; returns the last metrics.
 
     Raises:
-      TrainingError: A loss became NaN or Inf (nothing is saved for that step).
+      TrainingError: A loss became NaN or Inf (nothing is saved for that step), or
+        no checkpoint in the logdir is readable.
       KeyboardInterrupt: After saving a checkpoint (Ctrl-C or SIGTERM).
     """
     config = self.config
@@ -446,6 +449,7 @@ class Trainer:
     iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(os.path.join(config.logdir, 'train'))
     profile = config.profile_range()
+    profiling = False  # Only a trace that was started is stopped (resumes skip it).
     metrics, batch = {}, None
     window_start, window_steps, wait_s = time.monotonic(), 0, 0.0
     last_saved = self.current_step
@@ -454,6 +458,7 @@ class Trainer:
         step = self.current_step
         if profile and step == profile[0]:
           tf.profiler.experimental.start(os.path.join(config.logdir, 'train'))
+          profiling = True
         fetch_start = time.monotonic()
         batch = next(iterator)
         wait_s += time.monotonic() - fetch_start
@@ -465,8 +470,9 @@ class Trainer:
                 f'last good checkpoint is {self.manager.latest_checkpoint}')
         window_steps += 1
         step += 1
-        if profile and step == profile[1]:
+        if profiling and step == profile[1]:
           tf.profiler.experimental.stop()
+          profiling = False
           self.log(f'profiler trace of steps {profile[0]}..{profile[1] - 1} written to '
                    f'{os.path.join(config.logdir, "train", "plugins", "profile")}')
         if step % config.summary_every == 0 or step == config.steps:
@@ -493,7 +499,7 @@ class Trainer:
         self.log(f'interrupted: saved {self.save()}')
       raise
     finally:
-      if profile and profile[0] <= self.current_step < profile[1]:
+      if profiling:
         tf.profiler.experimental.stop()
       writer.flush()
     if self.current_step > last_saved:

@@ -74,3 +74,14 @@ def test_seq_len_longer_than_any_recording_is_refused(record_dir):
     data.sequence_dataset(record_dir, batch_size=1, seq_len=15)
   with pytest.raises(ValueError, match='at least 1'):
     data.sequence_dataset(record_dir, batch_size=0, seq_len=2)
+
+
+def test_shards_shorter_than_a_sequence_are_passed_over(tmp_path):
+  paths = [write_wav(tmp_path / f'file{f}.wav', counting_recording(n, 40 * f),
+                     SAMPLE_RATE_HZ) for f, n in enumerate([8, 3])]
+  out = str(tmp_path / 'records')
+  config = prepare_tfrecords.PrepareConfig(windows_per_shard=1)  # One file per shard.
+  prepare_tfrecords.make_tfrecords(paths, out, config, log=lambda line: None)
+  dataset = data.sequence_dataset(out, batch_size=1, seq_len=6, seed=0)
+  for batch in dataset.take(5).as_numpy_iterator():
+    assert tone_rows(batch[0])[0] // 40 == 0   # Only the 8-window file fits.

@@ -295,6 +295,12 @@ def test_sigterm_saves_a_checkpoint_and_exits(record_dir, tmp_path):
   finally:
     process.kill()
   assert process.returncode == 130, stderr[-2000:]
-  assert stderr.strip().splitlines()[-1].startswith('error: interrupted; checkpoint saved')
+  assert stderr.strip().splitlines()[-1].startswith('error: interrupted; rerun the same command to resume')
   saved = glob.glob(str(logdir / 'checkpoints' / 'ckpt-*.index'))
   assert saved and all(int(p.split('ckpt-')[1].split('.')[0]) >= 1 for p in saved)
+
+
+def test_resuming_past_the_profile_start_does_not_trace(record_dir, tmp_path):
+  quiet_trainer(tiny_config(record_dir, tmp_path, steps=2)).train()
+  quiet_trainer(tiny_config(record_dir, tmp_path, steps=4, profile_steps='1,3')).train()
+  assert not (tmp_path / 'train' / 'plugins' / 'profile').exists()

@@ -54,7 +54,6 @@ def main(argv):
   if not FLAGS.input and not FLAGS.tfrecords:
     common.fail('give audio with --input (a file, folder or glob; repeatable) and/or a '
                 'make_tfrecords folder with --tfrecords')
-  from orca_gan import audio_io
   from orca_gan import embed_lib
   try:
     config = common.config_from_flags(embed_lib.EmbedConfig)
@@ -67,7 +66,7 @@ def main(argv):
         query=FLAGS.query, config=config, model_path=FLAGS.model)
   except embed_lib.NothingEmbeddedError as e:
     common.fail(str(e), status=1)
-  except (ValueError, audio_io.InputError) as e:
+  except (ValueError, OSError) as e:
     common.fail(str(e))
   except KeyboardInterrupt:
     common.fail(f'interrupted; nothing was written to {FLAGS.output_dir}', status=130)

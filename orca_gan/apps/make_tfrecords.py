@@ -45,7 +45,7 @@ def main(argv):
         storage_dtype=FLAGS.storage_dtype, compression=FLAGS.compression,
         windows_per_shard=FLAGS.windows_per_shard, num_workers=FLAGS.num_workers)
     summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
-  except (ValueError, audio_io.InputError) as e:
+  except (ValueError, OSError) as e:
     common.fail(str(e))
   except KeyboardInterrupt:
     common.fail(f'interrupted; finished files are kept in {FLAGS.output_dir}, rerun the '

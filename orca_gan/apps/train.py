@@ -18,7 +18,8 @@ _HELP = {
     'steps': 'Train until this step (counting earlier runs in --logdir); 0 exports '
              'the untrained models (a baseline for bin/evaluate).',
     'batch_size': 'Sequences per step (global, across devices).',
-    'seq_len': 'Consecutive 3-s windows per sequence; one GAN update per window.',
+    'seq_len': 'Consecutive windows (window_s each, from the manifest) per sequence; '
+               'one GAN update per window.',
     'z_dim': 'Latent size.',
     'fast_z': 'Latent dims redrawn every time step; the rest are held per sequence. '
               '-1: all.',
@@ -68,9 +69,11 @@ def main(argv):
         extra_metadata={'step': trainer.current_step})
   except train_lib.TrainingError as e:
     common.fail(str(e), status=1)
+  except (ValueError, OSError) as e:
+    common.fail(str(e), status=1)
   except KeyboardInterrupt:
-    common.fail(f'interrupted; checkpoint saved in {config.logdir}, rerun the same '
-                'command to resume', status=130)
+    common.fail(f'interrupted; rerun the same command to resume from the last checkpoint '
+                f'in {config.logdir}', status=130)
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
                                                        'd_fake') if k in metrics)
   samples = os.path.join(config.logdir, 'samples.png')
