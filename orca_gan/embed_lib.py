@@ -54,7 +54,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
-import json
 import math
 import os
 import re
@@ -208,7 +207,7 @@ def load_model(path: str):
 
 def model_metadata(loaded_model) -> dict:
   """The metadata of a model from `load_model` (as `export_lib.read_metadata`)."""
-  return json.loads(loaded_model.metadata_json.numpy().decode('utf-8'))
+  return export_lib.loaded_metadata(loaded_model)
 
 
 def model_transform(loaded_model) -> spectral.SpectrogramConfig:
@@ -482,13 +481,10 @@ def _check_transform(tfrecord_dir: str, manifest: dict,
   theirs = records.manifest_config(manifest)
   if theirs == transform:
     return
-  mine, other = transform.to_dict(), theirs.to_dict()
-  differences = ', '.join(f'{key} {other[key]} vs {mine[key]}' for key in mine
-                          if mine[key] != other[key])
   raise UsageError(f'--tfrecords {tfrecord_dir} was made with another transform than '
-                   f'the model {model_path} was trained on ({differences}; tfrecords vs '
-                   'model): remake them with make_tfrecords, or give the audio with '
-                   '--input')
+                   f'the model {model_path} was trained on '
+                   f'({theirs.differences(transform)}; tfrecords vs model): remake them '
+                   'with make_tfrecords, or give the audio with --input')
 
 
 def _audio_sources(paths, transform, config: EmbedConfig):

@@ -38,7 +38,6 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 
@@ -94,10 +93,7 @@ def load_generator(path: str):
     loaded = export_lib.load(path, 'generator')
   except ValueError as e:
     raise EvaluationError(f'--model: {e}') from e
-  # The metadata is also the string variable `metadata_json` (export_lib's docstring);
-  # reading it here saves loading the SavedModel a second time via read_metadata.
-  metadata = json.loads(loaded.metadata_json.numpy().decode('utf-8'))
-  return loaded, metadata
+  return loaded, export_lib.loaded_metadata(loaded)
 
 
 def check_records(config: EvaluateConfig, metadata: dict):
@@ -117,11 +113,9 @@ def check_records(config: EvaluateConfig, metadata: dict):
     raise EvaluationError(f'--tfrecords: {e}') from e
   model_transform = spectral.SpectrogramConfig.from_dict(metadata['transform'])
   if transform != model_transform:
-    in_records, in_model = transform.to_dict(), model_transform.to_dict()
-    differences = ', '.join(f'{k} {in_records[k]} vs {in_model[k]}' for k in in_records
-                            if in_records[k] != in_model[k])
     raise EvaluationError(f'--tfrecords {config.tfrecords}: transform differs from the '
-                          f"model's (records vs model: {differences})")
+                          f"model's (records vs model: "
+                          f'{transform.differences(model_transform)})')
   longest = data.max_sequence_length(manifest)
   if config.seq_len > longest:
     raise EvaluationError(f'--seq_len {config.seq_len} is longer than the longest '
@@ -510,19 +504,6 @@ def render_report(path_or_file, result: dict, arrays: dict, generated: np.ndarra
   fig.savefig(path_or_file, dpi=80, format='png')
 
 
-def _write_atomic(path: str, payload: bytes) -> None:
-  """Writes to a temporary file in the same folder, then renames it into place."""
-  folder, name = os.path.split(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=folder)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(payload)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def evaluate(config: EvaluateConfig, log=print) -> dict:
   """Runs the evaluation and writes metrics.json and report.png to config.output_dir.
 
@@ -532,6 +513,7 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
   Raises:
     EvaluationError: Bad model, records or flags; nothing has been written.
   """
+  from orca_gan import records
   loaded, metadata = load_generator(config.model)
   manifest, transform = check_records(config, metadata)
   if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
@@ -566,7 +548,7 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
   try:
     os.makedirs(config.output_dir, exist_ok=True)
     for name, payload in contents.items():
-      _write_atomic(os.path.join(config.output_dir, name), payload)
+      records.write_bytes_atomic(os.path.join(config.output_dir, name), payload)
   except OSError as e:
     raise EvaluationError(
         f'--output_dir {config.output_dir}: cannot write ({e})') from e

@@ -291,6 +291,11 @@ def _metadata_of(loaded, path: str) -> dict:
   return metadata
 
 
+def loaded_metadata(loaded) -> dict:
+  """The parsed metadata of a model returned by `load` (already checked there)."""
+  return json.loads(loaded.metadata_json.numpy().decode('utf-8'))
+
+
 def read_metadata(path: str) -> dict:
   """Loads the SavedModel at `path` and returns its parsed metadata.
 

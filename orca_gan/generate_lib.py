@@ -25,7 +25,6 @@ sample_rate_hz` samples at the end.
 """
 
 import dataclasses
-import json
 import math
 import os
 
@@ -305,7 +304,7 @@ def load_generator(path: str):
     loaded = export_lib.load(path, 'generator')
   except ValueError as e:
     raise GenerateError(str(e)) from e
-  metadata = json.loads(loaded.metadata_json.numpy().decode('utf-8'))
+  metadata = export_lib.loaded_metadata(loaded)
   return (loaded, models.ModelConfig(**metadata['model_config']),
           spectral.SpectrogramConfig.from_dict(metadata['transform']))
 

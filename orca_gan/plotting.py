@@ -9,13 +9,13 @@ pyplot: no global backend switch, no window, no figure registry to leak into, so
 works headless and from several threads.
 """
 
-import os
-import uuid
+import io
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from orca_gan import records
 from orca_gan import spectral
 
 _COLORMAP = 'magma'
@@ -98,11 +98,6 @@ def plot_sequences(images, transform: spectral.SpectrogramConfig, path: str,
 
 
 def _save_atomically(figure: Figure, path: str) -> None:
-  folder, name = os.path.split(os.path.abspath(path))
-  temporary = os.path.join(folder, f'.{name}.{uuid.uuid4().hex}.tmp')
-  try:
-    figure.savefig(temporary, format='png')
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
+  png = io.BytesIO()
+  figure.savefig(png, format='png')
+  records.write_bytes_atomic(path, png.getvalue())

@@ -87,13 +87,17 @@ def shard_paths(tfrecord_dir: str, manifest: dict) -> list:
 
 def write_json_atomic(path: str, payload: dict) -> None:
   """Writes JSON to a temporary file in the same folder, then renames it into place."""
+  write_bytes_atomic(path, (json.dumps(payload, indent=1) + '\n').encode('utf-8'))
+
+
+def write_bytes_atomic(path: str, payload: bytes) -> None:
+  """Writes to a temporary file in the same folder, then renames it into place."""
   folder = os.path.dirname(os.path.abspath(path))
   # Not mkstemp: its 0600 mode would survive the rename and hide the file from others.
   tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
   try:
-    with open(tmp, 'x') as f:
-      json.dump(payload, f, indent=1)
-      f.write('\n')
+    with open(tmp, 'xb') as f:
+      f.write(payload)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -77,6 +77,12 @@ class SpectrogramConfig:
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
+  def differences(self, other: 'SpectrogramConfig') -> str:
+    """'name mine vs other, ...' for every parameter that differs."""
+    mine, theirs = self.to_dict(), other.to_dict()
+    return ', '.join(f'{name} {mine[name]} vs {theirs[name]}' for name in mine
+                     if mine[name] != theirs[name])
+
   @classmethod
   def from_dict(cls, d: dict) -> 'SpectrogramConfig':
     names = {f.name for f in dataclasses.fields(cls)}

@@ -33,7 +33,6 @@ def main(argv):
   common.start(argv, '; give files with --input')
   if not FLAGS.input:
     common.fail('--input is required (a file, folder or glob; repeatable)')
-  from orca_gan import audio_io
   from orca_gan import prepare_tfrecords
   from orca_gan import spectral
   try:
