@@ -35,14 +35,25 @@ def max_sequence_length(manifest: dict) -> int:
 
 
 def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int = None,
-                     repeat: bool = True, shuffle_buffer: int = 1024,
-                     cycle_length: int = 4, manifest: dict = None) -> tf.data.Dataset:
+                     repeat: bool = True, shuffle_buffer: int = 256,
+                     cycle_length: int = 16, manifest: dict = None,
+                     dequantize: bool = True) -> tf.data.Dataset:
   """Batches of sequences of consecutive windows, shuffled across files.
 
   Each pass over a shard cuts its files into non-overlapping runs of `seq_len`
   consecutive windows starting at a random offset drawn afresh for every pass, so over
-  epochs every start position is used. Shards are read `cycle_length` at a time and
-  sequences mixed in a shuffle buffer, so a batch mixes files.
+  epochs every start position is used, and puts the runs in a random order. Shards are
+  read `cycle_length` at a time, one sequence from each in turn, so `cycle_length`
+  consecutive sequences come from as many shards (a shard is about one tape of an
+  archive: make_tfrecords closes it at 1024 windows, 51 minutes); a shuffle buffer then
+  mixes neighbours further.
+
+  Memory: `cycle_length` shards are held whole (1024 windows of 16 KiB at 128x128
+  uint8: 16 MiB each), plus `shuffle_buffer * seq_len` windows in the buffer. The
+  buffer is also part of every training checkpoint (the input position is saved).
+
+  The pipeline is deterministic for a given seed, and its iterator can be saved in a
+  `tf.train.Checkpoint`, so training resumes exactly where it stopped.
 
   Args:
     tfrecord_dir: Folder written by make_tfrecords.
@@ -50,20 +61,24 @@ def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int
     seq_len: Consecutive windows per sequence.
     seed: Makes shuffling and offsets reproducible.
     repeat: Loop forever (training) or make one pass.
-    shuffle_buffer: Sequences in the shuffle buffer.
+    shuffle_buffer: Sequences in the shuffle buffer (1: none).
     cycle_length: Shards read at once.
     manifest: The folder's manifest, if already loaded.
+    dequantize: Yield float32 images with a channel axis; False yields the stored
+      values (uint8 or float16, [batch, seq_len, H, W]), a quarter of the bytes to move
+      to an accelerator, for `to_model_input` on the device.
 
   Returns:
-    Dataset of float32 [batch_size, seq_len, H, W, 1] in [-1, 1].
+    Dataset of float32 [batch_size, seq_len, H, W, 1] in [-1, 1] (see `dequantize`).
 
   Raises:
     records.ManifestError: The folder is unusable, or no file is `seq_len` long.
     ValueError: batch_size or seq_len below 1.
   """
-  if batch_size < 1 or seq_len < 1:
-    raise ValueError(f'batch_size and seq_len must be at least 1, got {batch_size}, '
-                     f'{seq_len}')
+  if min(batch_size, seq_len, shuffle_buffer, cycle_length) < 1:
+    raise ValueError(f'batch_size, seq_len, shuffle_buffer and cycle_length must be at '
+                     f'least 1, got {batch_size}, {seq_len}, {shuffle_buffer}, '
+                     f'{cycle_length}')
   manifest = manifest or records.read_manifest(tfrecord_dir)
   longest = max_sequence_length(manifest)
   if seq_len > longest:
@@ -77,23 +92,29 @@ def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int
 
   def shard_sequences(shard, offset_seed):
     # A shard is small (about windows_per_shard images in the storage dtype): load it
-    # whole, then pick valid sequence starts with vector ops.
+    # whole as one batch, then pick valid sequence starts with vector ops. Dataset ops
+    # only (no get_single_element), so the iterator's position can be saved.
     path, num_windows = shard
-    parsed = (tf.data.TFRecordDataset(path, compression_type=compression)
-              .map(parse).batch(num_windows).get_single_element())
-    images, file_id, index = (parsed['image'], parsed[records.FILE_ID],
-                              parsed[records.WINDOW_INDEX])
-    count = tf.maximum(tf.shape(images)[0] - seq_len + 1, 0)  # Shards may be short.
-    last = tf.range(count) + seq_len - 1
-    start_index = index[:count]
-    same_run = tf.logical_and(
-        tf.equal(tf.gather(file_id, last), file_id[:count]),
-        tf.equal(tf.gather(index, last) - start_index, seq_len - 1))
-    phase = tf.math.floormod(offset_seed, seq_len)
-    aligned = tf.equal(tf.math.floormod(start_index - phase, seq_len), 0)
-    starts = tf.cast(tf.where(tf.logical_and(same_run, aligned))[:, 0], tf.int32)
-    windows = starts[:, None] + tf.range(seq_len)[None, :]   # [n, seq_len]
-    return tf.data.Dataset.from_tensor_slices(tf.gather(images, windows))
+
+    def sequences(parsed):
+      images, file_id, index = (parsed['image'], parsed[records.FILE_ID],
+                                parsed[records.WINDOW_INDEX])
+      count = tf.maximum(tf.shape(images)[0] - seq_len + 1, 0)  # Shards may be short.
+      last = tf.range(count) + seq_len - 1
+      start_index = index[:count]
+      same_run = tf.logical_and(
+          tf.equal(tf.gather(file_id, last), file_id[:count]),
+          tf.equal(tf.gather(index, last) - start_index, seq_len - 1))
+      phase = tf.math.floormod(offset_seed, seq_len)
+      aligned = tf.equal(tf.math.floormod(start_index - phase, seq_len), 0)
+      starts = tf.cast(tf.where(tf.logical_and(same_run, aligned))[:, 0], tf.int32)
+      starts = tf.random.experimental.stateless_shuffle(
+          starts, tf.stack([offset_seed, tf.constant(1, tf.int64)]))
+      windows = starts[:, None] + tf.range(seq_len)[None, :]   # [n, seq_len]
+      return tf.data.Dataset.from_tensor_slices(tf.gather(images, windows))
+
+    return (tf.data.TFRecordDataset(path, compression_type=compression)
+            .map(parse).batch(num_windows).take(1).flat_map(sequences))
 
   shards = tf.data.Dataset.from_tensor_slices((paths, tf.constant(sizes, tf.int64)))
   shards = shards.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
@@ -104,11 +125,14 @@ def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int
   sequences = shards.interleave(
       shard_sequences, cycle_length=min(cycle_length, len(paths)), block_length=1,
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
-  sequences = sequences.shuffle(shuffle_buffer, seed=seed)
+  if shuffle_buffer > 1:
+    sequences = sequences.shuffle(shuffle_buffer, seed=seed)
+  batches = sequences.batch(batch_size, drop_remainder=True)
+  if dequantize:
+    batches = batches.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE)
+  return batches.prefetch(tf.data.AUTOTUNE)
 
-  def to_model_input(stored):                                  # [b, t, h, w]
-    return records.dequantize(stored)[..., None]               # [b, t, h, w, 1]
 
-  return (sequences.batch(batch_size, drop_remainder=True)
-          .map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE)
-          .prefetch(tf.data.AUTOTUNE))
+def to_model_input(stored: tf.Tensor) -> tf.Tensor:
+  """Stored windows [..., H, W] -> float32 model input [..., H, W, 1] in [-1, 1]."""
+  return records.dequantize(stored)[..., None]

@@ -37,6 +37,9 @@ _BASE_SIZE = 4
 _KERNEL_SIZE = 4
 # The discriminator's widths double per block up to this multiple of df_dim.
 _MAX_DF_MULTIPLE = 8
+# Named, not 'auto_select' (which may choose by device). XLA's Philox does not give the
+# TensorFlow kernel's numbers: draw outside XLA-compiled code.
+RNG_ALGORITHM = 'philox'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,11 +234,13 @@ def sample_latents(seed, batch_size, seq_len, config: ModelConfig) -> tf.Tensor:
     `< fast_z` are drawn independently at every step; dims `>= fast_z` are drawn once
     per sequence and repeated at every step.
   """
-  fast_seed, slow_seed = tf.unstack(
-      tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
-  fast = tf.random.stateless_normal([batch_size, seq_len, config.fast_z], fast_seed)
+  seed = tf.cast(seed, tf.int64)
+  fast_seed = tf.random.experimental.stateless_fold_in(seed, 0)
+  slow_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+  fast = tf.random.stateless_normal([batch_size, seq_len, config.fast_z], fast_seed,
+                                    alg=RNG_ALGORITHM)
   slow = tf.random.stateless_normal([batch_size, 1, config.z_dim - config.fast_z],
-                                    slow_seed)
+                                    slow_seed, alg=RNG_ALGORITHM)
   slow = tf.broadcast_to(slow, [batch_size, seq_len, config.z_dim - config.fast_z])
   return tf.concat([fast, slow], axis=-1)
 

@@ -34,9 +34,17 @@ _HELP = {
     'd_steps': 'Discriminator updates per generator update.',
     'gp_weight': 'Gradient-penalty weight (wgan_gp).',
     'seed': 'Seed of latents, data order and initial weights.',
-    'jit_compile': 'XLA: auto (on GPU only), true or false.',
+    'shuffle_buffer': 'Sequences in the shuffle buffer (memory: this x seq_len windows, '
+                      'also saved in every checkpoint).',
+    'interleave_cycle': 'Shards (about one tape each) read at once; consecutive '
+                        'sequences come from this many shards (memory: 16 MiB each).',
+    'jit_compile': 'XLA for the whole training step: auto (on GPU only), true or '
+                   'false.',
     'strategy': 'default (one device) or mirrored (all local GPUs).',
-    'mixed_precision': 'float16 compute (for GPUs).',
+    'mixed_precision': 'float16 compute (for GPUs); overflowing updates are skipped '
+                       'and counted (skipped_updates).',
+    'steps_per_loop': 'Training steps per call into TensorFlow (fewer Python round '
+                      'trips; summaries and saves still happen on their steps).',
     'save_every': 'Steps between checkpoints.',
     'summary_every': 'Steps between scalar summaries and log lines.',
     'image_every': 'Steps between image summaries.',
@@ -46,8 +54,8 @@ _HELP = {
 
 
 def _define_flags():
-  from orca_gan import train_lib
-  common.define_flags(train_lib.TrainConfig, _HELP)
+  from orca_gan import trainers
+  common.define_flags(trainers.TrainConfig, _HELP)
 
 
 _define_flags()
@@ -57,17 +65,21 @@ def main(argv):
   common.start(argv)
   from orca_gan import export_lib
   from orca_gan import train_lib
+  from orca_gan import trainers
   try:
-    config = common.config_from_flags(train_lib.TrainConfig)
-    trainer = train_lib.Trainer(config)
+    config = common.config_from_flags(trainers.TrainConfig)
+  except trainers.TrainingError as e:
+    common.fail(str(e))  # A bad flag value: a usage error.
+  try:
+    trainer = trainers.GanTrainer(config)
     print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
           f'{config.logdir}', flush=True)
-    metrics = trainer.train()
+    metrics = train_lib.train(trainer)
     paths = export_lib.export_models(
         trainer.generator, trainer.discriminator, trainer.model_config,
         trainer.transform, config.resolved_export_dir,
         extra_metadata={'step': trainer.current_step})
-  except train_lib.TrainingError as e:
+  except trainers.TrainingError as e:
     common.fail(str(e), status=1)
   except (ValueError, OSError) as e:
     common.fail(str(e), status=1)

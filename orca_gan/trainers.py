@@ -1,0 +1,579 @@
+"""The GAN trainer: models, optimizers, input position, checkpoint and the compiled step.
+
+As in ddsp (`ddsp/training/trainers.py` beside `train_util.train`), the trainer owns
+what a training run is made of and the step that changes it; `train_lib.train` is the
+loop around it.
+
+A training step takes a batch of sequences of consecutive spectrograms and walks
+through time: at each time step one discriminator update (or `d_steps`) and one
+generator update. The LSTM states are carried from one time step to the next and reset
+at the start of every batch; the real and the generated stream each keep their own
+discriminator state. Gradients do not flow back through earlier time steps (truncated
+back-propagation of one step, as in the seed): the incoming state is a constant.
+
+The whole step (every time step, both updates and their optimizer updates, the state
+hand-over) is one `tf.function`; `run(n)` runs `n` steps in one call, reading the batch
+inside it, so Python is entered once per `n` steps. With XLA the per-replica step is
+compiled whole. Metrics are summed on the device and reach Python only when
+`pop_metrics` is called.
+
+Everything that decides what is learned next is in the checkpoint: weights, optimizer
+slots, the loss scale, the step (latents are a pure function of `(seed, step)`, see
+`models.sample_latents`) and the input pipeline's position. A resumed run therefore
+computes what an uninterrupted one would have.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from orca_gan import data
+from orca_gan import losses
+from orca_gan import models
+from orca_gan import records
+
+# Fields that define what is learned and in which order: a resumed run must keep them.
+_FIXED_ON_RESUME = ('model', 'transform', 'loss', 'data')
+_DATA_FIELDS = ('batch_size', 'seq_len', 'd_steps', 'seed', 'shuffle_buffer',
+                'interleave_cycle')
+# Losses whose non-finite value stops a run. Gradients are left out: under mixed
+# precision an overflowing gradient is the loss-scale optimizer's to handle.
+_CHECKED = ('d_loss', 'g_loss')
+# Seed streams folded into (seed, step) besides the generator's latents.
+_PENALTY_STREAM = 1
+_EXTRA_LATENTS_STREAM = 2
+
+
+class TrainingError(RuntimeError):
+  """Training cannot start or go on; the message says why, on one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Flags of bin/train map 1:1 to these fields. Defaults fit a laptop CPU.
+
+  The seed's GPU recipe: batch_size 256, seq_len 12, z_dim 128, g/d_lstm_units 256,
+  gf_dim 256, df_dim 64 (see README).
+  """
+  tfrecords: str = 'tfrecords'
+  logdir: str = 'runs/orca_gan'
+  export_dir: str = ''            # '' -> <logdir>/export
+  image_size: int = 0             # 0 -> the manifest's; otherwise must match it.
+  steps: int = 2000
+  batch_size: int = 16
+  seq_len: int = 4
+  z_dim: int = 64
+  fast_z: int = -1                # -1 -> z_dim (all dims redrawn every step).
+  g_lstm_units: int = 64
+  d_lstm_units: int = 64
+  gf_dim: int = 64
+  df_dim: int = 16
+  g_lr: float = 2e-4
+  d_lr: float = 1e-4
+  beta_1: float = 0.5
+  loss: str = 'nonsaturating'
+  d_steps: int = 1
+  gp_weight: float = 10.0
+  seed: int = 0
+  shuffle_buffer: int = 256       # Sequences; see data.sequence_dataset for memory.
+  interleave_cycle: int = 16      # Shards (about one tape each) read at once.
+  jit_compile: str = 'auto'       # auto: XLA on GPU only (benchmarks/train_bench.py).
+  strategy: str = 'default'       # default | mirrored
+  mixed_precision: bool = False
+  steps_per_loop: int = 1         # Training steps per call into TensorFlow.
+  save_every: int = 200
+  summary_every: int = 20
+  image_every: int = 200
+  profile_steps: str = ''         # 'START,STOP': trace steps START..STOP-1.
+  keep_checkpoints: int = 3
+
+  def __post_init__(self):
+    if self.steps < 0:
+      raise TrainingError(f'--steps must be at least 0, got {self.steps}')
+    positive = ('batch_size', 'seq_len', 'd_steps', 'shuffle_buffer', 'interleave_cycle',
+                'steps_per_loop', 'save_every', 'summary_every', 'image_every',
+                'keep_checkpoints')
+    for name in positive:
+      if getattr(self, name) < 1:
+        raise TrainingError(f'--{name} must be at least 1, got {getattr(self, name)}')
+    for name in ('g_lr', 'd_lr'):
+      if not getattr(self, name) > 0:
+        raise TrainingError(f'--{name} must be positive, got {getattr(self, name)}')
+    if self.loss not in losses.LOSSES:
+      raise TrainingError(f'--loss must be one of {sorted(losses.LOSSES)}, got '
+                          f'{self.loss!r}')
+    if self.jit_compile not in ('auto', 'true', 'false'):
+      raise TrainingError(f'--jit_compile must be auto, true or false, got '
+                          f'{self.jit_compile!r}')
+    if self.strategy not in ('default', 'mirrored'):
+      raise TrainingError(f'--strategy must be default or mirrored, got '
+                          f'{self.strategy!r}')
+    self.profile_range()  # Validates.
+
+  def profile_range(self):
+    """(start, stop) steps of the profiler trace, or None."""
+    if not self.profile_steps:
+      return None
+    try:
+      start, stop = (int(v) for v in self.profile_steps.split(','))
+    except ValueError:
+      raise TrainingError(f'--profile_steps must be START,STOP (two step numbers), '
+                          f'got {self.profile_steps!r}') from None
+    if not 0 <= start < stop:
+      raise TrainingError(f'--profile_steps needs 0 <= START < STOP, got '
+                          f'{self.profile_steps!r}')
+    return start, stop
+
+  def model_config(self, image_size: int) -> models.ModelConfig:
+    return models.ModelConfig(
+        image_size=image_size, z_dim=self.z_dim,
+        fast_z=self.z_dim if self.fast_z < 0 else self.fast_z,
+        g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
+        gf_dim=self.gf_dim, df_dim=self.df_dim)
+
+  @property
+  def resolved_export_dir(self) -> str:
+    return self.export_dir or os.path.join(self.logdir, 'export')
+
+
+def use_xla(setting: str) -> bool:
+  """--jit_compile: 'auto' compiles with XLA only when a GPU is present.
+
+  Measured on the 2-core CPU (benchmarks/train_bench.py): XLA makes the step slower
+  there; on GPUs it usually helps.
+  """
+  if setting == 'auto':
+    return bool(tf.config.list_physical_devices('GPU'))
+  return setting == 'true'
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+  """Keras reads the global dtype policy when a layer is built: set it for that only."""
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy(name)
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+
+
+class GanTrainer:
+  """Owns everything a training run is made of; `run(n)` trains `n` steps."""
+
+  def __init__(self, config: TrainConfig, log=print):
+    self.config = config
+    self.log = log
+    try:
+      self.manifest = records.read_manifest(config.tfrecords)
+    except records.ManifestError as e:
+      raise TrainingError(f'--tfrecords: {e}') from e
+    if not self.manifest['files']:
+      raise TrainingError(f'--tfrecords {config.tfrecords}: holds no windows')
+    self.transform = records.manifest_config(self.manifest)
+    image_size = self.transform.image_size
+    if config.image_size and config.image_size != image_size:
+      raise TrainingError(
+          f'--image_size {config.image_size} does not match the records in '
+          f'{config.tfrecords} ({image_size}x{image_size})')
+    longest = data.max_sequence_length(self.manifest)
+    if config.seq_len > longest:
+      raise TrainingError(
+          f'--seq_len {config.seq_len} is longer than the longest recording in '
+          f'{config.tfrecords} ({longest} windows)')
+    try:
+      self.model_config = config.model_config(image_size)
+    except ValueError as e:
+      raise TrainingError(str(e)) from e
+    self._check_run_config()
+
+    self.strategy = (tf.distribute.MirroredStrategy() if config.strategy == 'mirrored'
+                     else tf.distribute.get_strategy())
+    self.replicas = self.strategy.num_replicas_in_sync
+    if config.batch_size % self.replicas:
+      raise TrainingError(f'--batch_size {config.batch_size} must be a multiple of the '
+                          f'{self.replicas} replicas')
+    self.jit = self._choose_xla()
+    self.generator_loss, self.discriminator_loss = losses.LOSSES[config.loss]
+    self.metric_names = ('d_loss', 'g_loss', 'gradient_penalty', 'd_real', 'd_fake',
+                         'd_real_logit', 'd_fake_logit', 'd_grad_norm', 'g_grad_norm',
+                         'skipped_updates')
+
+    policy = 'mixed_float16' if config.mixed_precision else 'float32'
+    with self.strategy.scope(), _dtype_policy(policy):
+      keras.utils.set_random_seed(config.seed)  # Reproducible initial weights.
+      self.generator = models.Generator(self.model_config)
+      self.discriminator = models.Discriminator(self.model_config)
+      # Build the variables with one call before anything restores into them.
+      mc = self.model_config
+      self.generator(tf.zeros([1, mc.z_dim]), self.generator.initial_state(1))
+      self.discriminator(tf.zeros([1, image_size, image_size, 1]),
+                         self.discriminator.initial_state(1))
+      self.g_optimizer = self._optimizer(config.g_lr)
+      self.d_optimizer = self._optimizer(config.d_lr)
+      # Built inside the scope before the first distributed step: otherwise TF 2.17
+      # fails under MirroredStrategy ("You must feed a value for placeholder tensor").
+      self.g_optimizer.build(self.generator.trainable_variables)
+      self.d_optimizer.build(self.discriminator.trainable_variables)
+      # Two optimizers: their `iterations` do not count training steps; this does.
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+      self.seed = tf.Variable(config.seed, dtype=tf.int64, trainable=False, name='seed')
+      self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                         name='skipped_updates')
+      # On-device metric sums since the last `pop_metrics`, and the first step whose
+      # losses were not finite (-1: none) with their values.
+      self._sums = tf.Variable(tf.zeros([len(self.metric_names)]), trainable=False)
+      self._count = tf.Variable(0.0, trainable=False)
+      self._bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+      self._bad_values = tf.Variable(tf.zeros([len(_CHECKED)]), trainable=False)
+
+    # The global batch, read on the host inside the step; each replica takes its
+    # slice. A plain iterator (unlike a distributed one) can be checkpointed.
+    self.dataset = data.sequence_dataset(
+        config.tfrecords, config.batch_size, config.seq_len, seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer, cycle_length=config.interleave_cycle,
+        manifest=self.manifest, dequantize=False)
+    self.iterator = iter(self.dataset)
+    self.checkpoint = tf.train.Checkpoint(
+        step=self.step, seed=self.seed, skipped_updates=self.skipped_updates,
+        generator=self.generator, discriminator=self.discriminator,
+        g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer,
+        data=self.iterator)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(config.logdir, 'checkpoints'),
+        max_to_keep=config.keep_checkpoints)
+    self._replica_step = (tf.function(self._replica_step_fn, jit_compile=True)
+                          if self.jit else self._replica_step_fn)
+    self._run = tf.function(self._run_fn)
+
+  def _choose_xla(self) -> bool:
+    """XLA for the per-replica step: on request, or (auto) on a GPU, one replica."""
+    setting = self.config.jit_compile
+    if self.config.strategy == 'mirrored' and use_xla(setting):
+      # TensorFlow compiles a replica function that all-reduces (synchronized batch
+      # norm, gradient aggregation) only without merge_call, which MirroredStrategy
+      # uses unless every device is a GPU; that path cannot be tested here.
+      if setting == 'true':
+        raise TrainingError(
+            '--jit_compile=true does not work with --strategy=mirrored: the '
+            'synchronized batch norm and the gradient all-reduce run inside the step, '
+            'which TensorFlow cannot compile there; use --jit_compile=false')
+      self.log('XLA off under --strategy=mirrored (the step all-reduces inside; '
+               'TensorFlow does not compile that here)')
+      return False
+    return use_xla(setting)
+
+  @property
+  def current_step(self) -> int:
+    """The step counter, read from the device (waits for queued steps)."""
+    return int(self.step.numpy())
+
+  def _optimizer(self, learning_rate):
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=self.config.beta_1)
+    if self.config.mixed_precision:
+      optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+  # ---------------------------------------------------------------- run config
+
+  def run_description(self) -> dict:
+    """What config.json holds: the flags, and what a resumed run must keep."""
+    return {
+        'train': dataclasses.asdict(self.config),
+        'model': dataclasses.asdict(self.model_config),
+        'transform': self.manifest['transform'],
+        'loss': self.config.loss,
+        'data': dict({k: getattr(self.config, k) for k in _DATA_FIELDS},
+                     shards=[[s['path'], s['windows']]
+                             for s in self.manifest['shards']]),
+    }
+
+  def _check_run_config(self) -> None:
+    """Refuses to resume a run with flags or records that change what is learned."""
+    path = os.path.join(self.config.logdir, 'config.json')
+    if not os.path.exists(path):
+      return
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+      raise TrainingError(f'{path}: unreadable ({e}); use a new --logdir') from e
+    current = self.run_description()
+    for key in _FIXED_ON_RESUME:
+      if key not in saved and key == 'data':
+        continue  # Written before the input position was saved.
+      if saved.get(key) != current[key]:
+        changed = sorted(k for k in current[key]
+                         if saved.get(key, {}).get(k) != current[key][k]
+                         ) if isinstance(current[key], dict) else [key]
+        what = ', '.join('the shards of --tfrecords' if k == 'shards' else k
+                         for k in changed)
+        raise TrainingError(
+            f'--logdir {self.config.logdir} holds a run with other {key} settings '
+            f'({what}); use the same flags and records or a new --logdir')
+
+  def save_run_config(self) -> None:
+    os.makedirs(self.config.logdir, exist_ok=True)
+    records.write_json_atomic(os.path.join(self.config.logdir, 'config.json'),
+                              self.run_description())
+
+  # ---------------------------------------------------------------- the step
+
+  def _seed(self, stream: int) -> tf.Tensor:
+    """A stateless seed for this step's draws of one kind."""
+    base = tf.stack([self.seed, self.step])
+    return tf.random.experimental.stateless_fold_in(base, stream) if stream else base
+
+  def _noise(self) -> dict:
+    """This step's random draws for the global batch, a function of (seed, step).
+
+    Drawn outside the XLA-compiled replica step: XLA's stateless generators give other
+    numbers than TensorFlow's kernels, and compiled or not, a run must draw the same.
+    """
+    config = self.config
+    z = [models.sample_latents(self._seed(stream), config.batch_size, config.seq_len,
+                               self.model_config)
+         for stream in [0] + [_EXTRA_LATENTS_STREAM + j
+                              for j in range(config.d_steps - 1)]]
+    penalty = tf.random.stateless_uniform(
+        [config.seq_len, config.d_steps, config.batch_size, 1, 1, 1],
+        self._seed(_PENALTY_STREAM), alg=models.RNG_ALGORITHM)
+    return {'z': z, 'penalty_weights': penalty}
+
+  def _replica_slice(self, global_value, axis=0):
+    """This replica's share of a global batch (along `axis`)."""
+    if self.replicas == 1:
+      return global_value
+    context = tf.distribute.get_replica_context()
+    local = self.config.batch_size // self.replicas
+    first = tf.cast(context.replica_id_in_sync_group, tf.int32) * local
+    index = [slice(None)] * axis + [slice(first, first + local)]
+    return global_value[tuple(index)]
+
+  def _apply(self, optimizer, grads, variables):
+    """Applies (scaled) gradients; returns their unscaled norm and whether applied.
+
+    Under mixed precision the loss-scale optimizer skips an update whose gradients
+    overflowed and halves its scale. The decision must be the same on every replica
+    (Keras takes it from one replica's local gradients), so an overflow anywhere
+    poisons the gradients everywhere. The norm is that of the gradient of this
+    replica's share of the loss, scaled to the global mean (one all-reduce fewer).
+    """
+    norm = tf.linalg.global_norm(grads) * float(self.replicas)
+    applied = tf.constant(True)
+    if self.config.mixed_precision:
+      norm /= tf.cast(optimizer.dynamic_scale, norm.dtype)  # Before apply changes it.
+      applied = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+      if self.replicas > 1:
+        context = tf.distribute.get_replica_context()
+        applied = context.all_reduce(tf.distribute.ReduceOp.MIN,
+                                     tf.cast(applied, tf.float32)) > 0.5
+        poison = tf.where(applied, 0.0, float('nan'))
+        grads = [g + tf.cast(poison, g.dtype) for g in grads]
+    optimizer.apply_gradients(zip(grads, variables))
+    return norm, applied
+
+  def _scaled(self, loss, optimizer):
+    """The loss whose gradient the optimizer expects: per replica, loss-scaled."""
+    scaled = loss / self.replicas  # The optimizer sums gradients over replicas.
+    if self.config.mixed_precision:
+      scaled = optimizer.scale_loss(scaled)
+    return scaled
+
+  def _d_update(self, real, fake, d_real_state, d_fake_state, penalty_weights):
+    """One discriminator update; returns metrics and both advanced states."""
+    with tf.GradientTape() as tape:
+      real_logits, _, new_real_state = self.discriminator(real, d_real_state,
+                                                          training=True)
+      fake_logits, _, new_fake_state = self.discriminator(fake, d_fake_state,
+                                                          training=True)
+      loss = self.discriminator_loss(real_logits, fake_logits)
+      penalty = tf.constant(0.0)
+      if self.config.loss == 'wgan_gp':
+        # The interpolates are judged in the context of the real stream.
+        penalty = losses.gradient_penalty(
+            lambda x: self.discriminator(x, d_real_state, training=True)[0],
+            real, fake, penalty_weights)
+        loss += self.config.gp_weight * penalty
+      scaled = self._scaled(loss, self.d_optimizer)
+    variables = self.discriminator.trainable_variables
+    norm, applied = self._apply(self.d_optimizer,
+                                tape.gradient(scaled, variables), variables)
+    metrics = {
+        'd_loss': loss, 'gradient_penalty': penalty,
+        'd_real': tf.reduce_mean(tf.sigmoid(real_logits)),
+        'd_fake': tf.reduce_mean(tf.sigmoid(fake_logits)),
+        'd_real_logit': tf.reduce_mean(real_logits),
+        'd_fake_logit': tf.reduce_mean(fake_logits),
+    }
+    return metrics, norm, applied, new_real_state, new_fake_state
+
+  def _fake_without_statistics(self, z, g_state):
+    """Generator output in training mode that leaves the batch-norm averages alone."""
+    generator = self.generator
+    (images, _), _ = generator.stateless_call(
+        [v.value for v in generator.trainable_variables],
+        [v.value for v in generator.non_trainable_variables],
+        z, g_state, training=True)
+    return images
+
+  def _replica_step_fn(self, stored_batches, noise):
+    """One training step on this replica; returns metrics summed over time steps.
+
+    Args:
+      stored_batches: `d_steps` global batches of stored windows, each
+        [batch_size, seq_len, H, W]. The last one is the real stream the generator is
+        trained against; the others give each extra discriminator update fresh data.
+      noise: `_noise()` of this step, for the global batch.
+    """
+    config = self.config
+    reals = [self._replica_slice(data.to_model_input(b)) for b in stored_batches]
+    z, *extra_z = [self._replica_slice(z) for z in noise['z']]
+    penalty_weights = self._replica_slice(noise['penalty_weights'], axis=2)
+    b = tf.shape(reals[0])[0]
+    g_state = self.generator.initial_state(b)
+    d_fake_state = self.discriminator.initial_state(b)
+    d_real_states = [self.discriminator.initial_state(b) for _ in reals]
+    sums = {name: tf.constant(0.0) for name in self.metric_names}
+    for t in range(config.seq_len):
+      with tf.GradientTape() as g_tape:
+        # The generator runs once per time step in training mode (batch-norm averages
+        # updated once); the discriminator updates see it as a constant.
+        fake, new_g_state = self.generator(z[:, t], g_state, training=True)
+      for j in range(config.d_steps):
+        last = j == config.d_steps - 1
+        d_fake = (fake if last else
+                  self._fake_without_statistics(extra_z[j][:, t], g_state))
+        d_metrics, d_norm, d_applied, d_real_states[j], new_fake_state = (
+            self._d_update(reals[j][:, t], tf.stop_gradient(d_fake), d_real_states[j],
+                           d_fake_state, penalty_weights[t, j]))
+        sums['skipped_updates'] += 1.0 - tf.cast(d_applied, tf.float32)
+      with g_tape:
+        fake_logits, _, _ = self.discriminator(fake, d_fake_state, training=True)
+        g_loss = self.generator_loss(fake_logits)
+        scaled = self._scaled(g_loss, self.g_optimizer)
+      variables = self.generator.trainable_variables
+      g_norm, g_applied = self._apply(self.g_optimizer,
+                                      g_tape.gradient(scaled, variables), variables)
+      sums['skipped_updates'] += 1.0 - tf.cast(g_applied, tf.float32)
+      g_state, d_fake_state = new_g_state, new_fake_state
+      for name, value in d_metrics.items():
+        sums[name] += tf.cast(value, tf.float32)
+      sums['g_loss'] += g_loss
+      # Norms of skipped updates are infinite: they count as 0 (see skipped_updates).
+      sums['d_grad_norm'] += tf.where(d_applied, d_norm, 0.0)
+      sums['g_grad_norm'] += tf.where(g_applied, g_norm, 0.0)
+    return sums
+
+  def _run_fn(self, num_steps):
+    """`num_steps` training steps; adds their metrics to the on-device sums."""
+    seq_len = float(self.config.seq_len)
+    for _ in tf.range(num_steps):
+      stored = tuple(next(self.iterator) for _ in range(self.config.d_steps))
+      sums = self.strategy.run(self._replica_step, args=(stored, self._noise()))
+      sums = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+              for k, v in sums.items()}
+      skipped = sums['skipped_updates']
+      values = tf.stack([sums[k] if k == 'skipped_updates' else sums[k] / seq_len
+                         for k in self.metric_names])
+      self._sums.assign_add(values)
+      self._count.assign_add(1.0)
+      self.skipped_updates.assign_add(tf.cast(tf.round(skipped), tf.int64))
+      checked = tf.stack([sums[k] / seq_len for k in _CHECKED])
+      first_bad = tf.logical_and(self._bad_step < 0,
+                                 tf.logical_not(tf.reduce_all(tf.math.is_finite(checked))))
+      self._bad_step.assign(tf.where(first_bad, self.step + 1, self._bad_step))
+      self._bad_values.assign(tf.where(first_bad, checked, self._bad_values))
+      self.step.assign_add(1)
+
+  def run(self, num_steps: int = 1) -> None:
+    """Trains `num_steps` steps in one call (queued on the device; nothing is read)."""
+    self._run(tf.constant(num_steps, tf.int32))
+
+  def pop_metrics(self) -> dict:
+    """Mean metrics per step since the last call, then starts afresh.
+
+    `skipped_updates` is the run's total of updates the loss-scale optimizer skipped
+    (overflowing gradients, mixed precision); the loss scales come with it. Reads from
+    the device: waits for the queued steps.
+    """
+    count = float(self._count.numpy())
+    sums = self._sums.numpy()
+    self._sums.assign(tf.zeros_like(self._sums))
+    self._count.assign(0.0)
+    if not count:
+      return {}
+    metrics = {name: float(v) / count for name, v in zip(self.metric_names, sums)}
+    metrics['skipped_updates'] = float(self.skipped_updates.numpy())
+    if self.config.mixed_precision:
+      metrics['d_loss_scale'] = float(self.d_optimizer.dynamic_scale.numpy())
+      metrics['g_loss_scale'] = float(self.g_optimizer.dynamic_scale.numpy())
+    return metrics
+
+  def first_non_finite(self):
+    """(step, {loss: value}) of the first step whose losses were NaN or Inf, or None."""
+    step = int(self._bad_step.numpy())
+    if step < 0:
+      return None
+    return step, dict(zip(_CHECKED, (float(v) for v in self._bad_values.numpy())))
+
+  # ---------------------------------------------------------------- checkpoints
+
+  def restore(self) -> None:
+    """Resumes from the newest readable checkpoint, falling back to older ones."""
+    candidates = list(reversed(self.manager.checkpoints))
+    for path in candidates:
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      # A damaged checkpoint surfaces as many exception types (DataLossError,
+      # IndexError "Read less bytes than requested", AssertionError, ...).
+      except Exception as e:  # pylint: disable=broad-except
+        reason = ' '.join(str(e).split())[:200]
+        self.log(f'checkpoint {path} is unreadable ({reason}); trying an older one')
+        continue
+      self.log(f'resumed from {path} at step {self.current_step}')
+      return
+    if candidates:
+      raise TrainingError(f'no readable checkpoint in {self.manager.directory}; move '
+                          'them away to start afresh')
+
+  def save(self) -> str:
+    return self.manager.save(checkpoint_number=self.current_step)
+
+  # ---------------------------------------------------------------- pictures
+
+  def sample_images(self, real_seq):
+    """Generated sequences from fixed latents, beside the given real ones.
+
+    Args:
+      real_seq: [n, seq_len, H, W, 1] real sequences in [-1, 1].
+
+    Returns:
+      uint8 [1, 2 n H, seq_len W, 1], see `image_grid`.
+    """
+    n = int(real_seq.shape[0])
+    z = models.sample_latents(tf.constant([self.config.seed, -1], tf.int64), n,
+                              self.config.seq_len, self.model_config)
+    generated, _ = models.generate_sequence(self.generator, z)
+    return image_grid(generated, real_seq)
+
+
+def image_grid(generated, real) -> tf.Tensor:
+  """Sequences side by side: one row per sequence, time left to right.
+
+  Args:
+    generated: [n, T, H, W, 1] in [-1, 1].
+    real: [n, T, H, W, 1] in [-1, 1].
+
+  Returns:
+    uint8 [1, 2 n H, T W, 1]: generated rows on top, real rows below, low
+    frequencies at the bottom of each image.
+  """
+  both = tf.concat([generated, real], axis=0)[:, :, ::-1]     # freq high -> low
+  n, t, h, w = both.shape[0], both.shape[1], both.shape[2], both.shape[3]
+  rows = tf.reshape(tf.transpose(both, [0, 2, 1, 3, 4]), [n * h, t * w, 1])
+  return tf.cast(tf.round((rows + 1.0) * 127.5), tf.uint8)[None]
