@@ -370,8 +370,9 @@ class GanTrainer:
       applied = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
       if self.replicas > 1:
         context = tf.distribute.get_replica_context()
-        applied = context.all_reduce(tf.distribute.ReduceOp.MIN,
-                                     tf.cast(applied, tf.float32)) > 0.5
+        overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        1.0 - tf.cast(applied, tf.float32))
+        applied = overflowed < 0.5
         poison = tf.where(applied, 0.0, float('nan'))
         grads = [g + tf.cast(poison, g.dtype) for g in grads]
     optimizer.apply_gradients(zip(grads, variables))
