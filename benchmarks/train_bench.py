@@ -1,12 +1,23 @@
-"""Training speed on this machine: XLA on vs off, input-pipeline share, peak RSS.
+"""Training speed on this machine: the compiled step against the per-time-step design.
 
-Each configuration runs in its own subprocess (peak RSS per process, no shared
-compilation caches): it builds a Trainer on demo-sized records, runs warm-up steps
-(tracing, XLA compilation), then times `--steps` steps, separating the time spent
-waiting for the input pipeline from the time in the train step.
+Measured in one run, each configuration in its own subprocess (peak RSS per process, no
+shared compilation caches):
 
-  .venv/bin/python benchmarks/train_bench.py            # demo CPU config
-  .venv/bin/python benchmarks/train_bench.py --steps 30 --batch_size 16
+* `compiled`: `GanTrainer.run`, the whole training step (every time step, both updates,
+  the optimizer updates, reading the batch) in one call; `--steps_per_loop` steps per
+  call; metrics stay on the device until a summary.
+* `per-time-step`: the design bin/train had before, kept here only as the baseline:
+  per time step one `tf.function` for the D loss and gradients and one for G (XLA on
+  request), optimizer updates outside them, every metric read back as a float at every
+  step, the batch read in Python.
+
+Configurations: the dispatch-bound one (16x16 images, widths 8, batch 4, seq_len 12:
+compute is cheap, so per-call overhead decides, as on a GPU), and the CPU demo defaults
+of bin/train (128x128, batch 16 x seq_len 4). Then XLA (`--jit_compile=true`) on the
+demo config, and the checkpoint cost of the saved input position on 1000 shards.
+
+  .venv/bin/python benchmarks/train_bench.py
+  .venv/bin/python benchmarks/train_bench.py --steps 30
 """
 
 import argparse
@@ -20,83 +31,221 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+DISPATCH = dict(batch_size=4, seq_len=12, z_dim=8, g_lstm_units=8, d_lstm_units=8,
+                gf_dim=8, df_dim=8)
+DEMO = {}  # bin/train's defaults.
+
+
+def _legacy_step(trainer):
+  """The per-time-step training step bin/train used before the compiled step."""
+  import tensorflow as tf
+  g, d = trainer.generator, trainer.discriminator
+  g_opt, d_opt = trainer.g_optimizer, trainer.d_optimizer
+  config = trainer.config
+
+  def d_grads(real, z, g_state, d_real_state, d_fake_state):
+    with tf.GradientTape() as tape:
+      fake = tf.stop_gradient(g(z, g_state, training=True)[0])
+      real_logits, _, new_real = d(real, d_real_state, training=True)
+      fake_logits, _, new_fake = d(fake, d_fake_state, training=True)
+      loss = trainer.discriminator_loss(real_logits, fake_logits)
+    grads = tape.gradient(loss, d.trainable_variables)
+    metrics = {'d_loss': loss, 'd_real': tf.reduce_mean(tf.sigmoid(real_logits)),
+               'd_fake': tf.reduce_mean(tf.sigmoid(fake_logits))}
+    return grads, metrics, new_real, new_fake
+
+  def g_grads(z, g_state, d_fake_state):
+    with tf.GradientTape() as tape:
+      fake, new_g_state = g(z, g_state, training=True)
+      loss = trainer.generator_loss(d(fake, d_fake_state, training=True)[0])
+    return tape.gradient(loss, g.trainable_variables), {'g_loss': loss}, new_g_state
+
+  d_grads = tf.function(d_grads, jit_compile=trainer.jit)
+  g_grads = tf.function(g_grads, jit_compile=trainer.jit)
+
+  @tf.function
+  def time_step(real_seq, t, states):
+    g_state, d_real_state, d_fake_state = states
+    z = trainer._noise()['z'][0][:, t]  # pylint: disable=protected-access
+    grads, d_metrics, new_real, new_fake = d_grads(real_seq[:, t], z, g_state,
+                                                   d_real_state, d_fake_state)
+    d_opt.apply_gradients(zip(grads, d.trainable_variables))
+    grads, g_metrics, new_g = g_grads(z, g_state, d_fake_state)
+    g_opt.apply_gradients(zip(grads, g.trainable_variables))
+    metrics = dict(d_metrics, **g_metrics, d_grad_norm=tf.linalg.global_norm(grads))
+    return (new_g, new_real, new_fake), metrics
+
+  dataset = iter(trainer.dataset)
+
+  def step():
+    real_seq = tf.cast(next(dataset), tf.float32)[..., None] / 127.5 - 1.0
+    b = config.batch_size
+    states = (g.initial_state(b), d.initial_state(b), d.initial_state(b))
+    totals = {}
+    for t in range(config.seq_len):
+      states, metrics = time_step(real_seq, tf.constant(t), states)
+      for name, value in metrics.items():
+        totals[name] = totals.get(name, 0.0) + float(value)
+    trainer.step.assign_add(1)
+    return totals
+
+  return step
 
 
 def child(args):
   import tensorflow as tf
-  from orca_gan import train_lib
-  config = train_lib.TrainConfig(
-      tfrecords=args.tfrecords, logdir=args.logdir, batch_size=args.batch_size,
-      seq_len=args.seq_len, jit_compile=args.jit, steps=10**9)
-  trainer = train_lib.Trainer(config, log=lambda line: None)
-  dataset = train_lib.data.sequence_dataset(args.tfrecords, config.batch_size,
-                                            config.seq_len, seed=0)
-  iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+  from orca_gan import trainers
+  overrides = json.loads(args.config)
+  config = trainers.TrainConfig(tfrecords=args.tfrecords, logdir=args.logdir,
+                                jit_compile=args.jit, steps=10**9,
+                                steps_per_loop=args.steps_per_loop, **overrides)
+  trainer = trainers.GanTrainer(config, log=lambda line: None)
+  if args.design == 'compiled':
+    def step(count):
+      trainer.run(count)
+  else:
+    legacy = _legacy_step(trainer)
+
+    def step(count):
+      for _ in range(count):
+        legacy()
   for _ in range(args.warmup):
-    trainer.train_step(next(iterator))
-  wait = compute = 0.0
-  for _ in range(args.steps):
-    start = time.perf_counter()
-    batch = next(iterator)
-    fetched = time.perf_counter()
-    trainer.train_step(batch)   # Returns floats: the step has finished.
-    wait += fetched - start
-    compute += time.perf_counter() - fetched
-  total = wait + compute
+    step(1)
+  trainer.pop_metrics()
+  calls = args.steps // args.steps_per_loop
+  start = time.perf_counter()
+  for _ in range(calls):
+    step(args.steps_per_loop)
+  trainer.pop_metrics()   # Waits for the queued steps; the loop reads them once too.
+  total = time.perf_counter() - start
+  steps = calls * args.steps_per_loop
   print(json.dumps({
-      'jit': trainer.jit, 'step_s': total / args.steps,
-      'examples_per_s': args.steps * config.batch_size * config.seq_len / total,
-      'input_share': wait / total,
+      'step_s': total / steps,
       'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       'devices': [d.device_type for d in tf.config.list_physical_devices()],
   }))
+
+
+def checkpoint_child(args):
+  """Save time and size of a checkpoint with and without the input position."""
+  import tensorflow as tf
+  from orca_gan import trainers
+  config = trainers.TrainConfig(tfrecords=args.tfrecords, logdir=args.logdir,
+                                steps=10**9, **json.loads(args.config))
+  trainer = trainers.GanTrainer(config, log=lambda line: None)
+  trainer.run(2)
+  trainer.pop_metrics()
+  results = {}
+  for name, checkpoint in (('with input position', trainer.checkpoint),
+                           ('models and optimizers only', tf.train.Checkpoint(
+                               step=trainer.step, generator=trainer.generator,
+                               discriminator=trainer.discriminator,
+                               g_optimizer=trainer.g_optimizer,
+                               d_optimizer=trainer.d_optimizer))):
+    prefix = os.path.join(args.logdir, name.replace(' ', '_'), 'ckpt')
+    start = time.perf_counter()
+    path = checkpoint.write(prefix)
+    save_s = time.perf_counter() - start
+    size = sum(os.path.getsize(os.path.join(os.path.dirname(path), f))
+               for f in os.listdir(os.path.dirname(path)))
+    start = time.perf_counter()
+    checkpoint.read(path).assert_existing_objects_matched()
+    trainer.run(1)   # A restored input pipeline refills before the next step.
+    trainer.pop_metrics()
+    results[name] = {'save_s': save_s, 'restore_s': time.perf_counter() - start,
+                     'mb': size / 2**20}
+  print(json.dumps(results))
+
+
+def _run(python, env, *args):
+  out = subprocess.run([python, __file__, *args], check=True, env=env,
+                       capture_output=True, text=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _records(python, env, work, name, *make_flags, num_files=6, duration_s=120):
+  audio = f'{work}/audio_{name}'
+  subprocess.run([python, os.path.join(REPO, 'bin', 'synthesize_scene'), '--output_dir',
+                  audio, '--num_files', str(num_files), '--duration_s', str(duration_s)],
+                 check=True, env=env, stdout=subprocess.DEVNULL)
+  subprocess.run([python, os.path.join(REPO, 'bin', 'make_tfrecords'), '--input', audio,
+                  '--output_dir', f'{work}/{name}', *make_flags], check=True, env=env,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  return f'{work}/{name}'
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--warmup', type=int, default=3)
-  parser.add_argument('--batch_size', type=int, default=16)
-  parser.add_argument('--seq_len', type=int, default=4)
-  parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+  parser.add_argument('--child', choices=('step', 'checkpoint'), help=argparse.SUPPRESS)
+  parser.add_argument('--design', default='compiled', help=argparse.SUPPRESS)
+  parser.add_argument('--config', default='{}', help=argparse.SUPPRESS)
+  parser.add_argument('--steps_per_loop', type=int, default=1, help=argparse.SUPPRESS)
   parser.add_argument('--tfrecords', help=argparse.SUPPRESS)
   parser.add_argument('--logdir', help=argparse.SUPPRESS)
-  parser.add_argument('--jit', help=argparse.SUPPRESS)
+  parser.add_argument('--jit', default='false', help=argparse.SUPPRESS)
   args = parser.parse_args()
-  if args.child:
+  if args.child == 'step':
     return child(args)
+  if args.child == 'checkpoint':
+    return checkpoint_child(args)
 
   work = tempfile.mkdtemp(prefix='train_bench_')
   python = sys.executable
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-  subprocess.run([python, os.path.join(REPO, 'bin', 'synthesize_scene'),
-                  '--output_dir', f'{work}/audio'], check=True, env=env,
-                 stdout=subprocess.DEVNULL)
-  subprocess.run([python, os.path.join(REPO, 'bin', 'make_tfrecords'), '--input',
-                  f'{work}/audio', '--output_dir', f'{work}/records'], check=True,
-                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  results = {}
-  for jit in ('false', 'true'):
-    out = subprocess.run(
-        [python, __file__, '--child', '--tfrecords', f'{work}/records', '--logdir',
-         f'{work}/run_{jit}', '--jit', jit, '--steps', str(args.steps), '--warmup',
-         str(args.warmup), '--batch_size', str(args.batch_size), '--seq_len',
-         str(args.seq_len)], check=True, env=env, capture_output=True, text=True)
-    results[jit] = json.loads(out.stdout.strip().splitlines()[-1])
+  demo_records = _records(python, env, work, 'demo')
+  small_records = _records(python, env, work, 'small', '--image_size', '16')
+  # 1000 shards of 8 windows (24 s) each: an archive's shard count, in small.
+  many_records = _records(python, env, work, 'many', '--image_size', '16',
+                          '--windows_per_shard', '8', num_files=40, duration_s=600)
 
+  def measure(records, config, design, jit='false', steps_per_loop=1, steps=None):
+    steps = steps or args.steps
+    name = f'{design}_{jit}_{steps_per_loop}_{len(config)}'
+    return _run(python, env, '--child', 'step', '--tfrecords', records, '--logdir',
+                f'{work}/run_{name}', '--config', json.dumps(config), '--design', design,
+                '--jit', jit, '--steps_per_loop', str(steps_per_loop), '--steps',
+                str(steps), '--warmup', str(args.warmup))
+
+  rows = []
   cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo')
               if l.startswith('model name')), platform.processor())
-  print(f'machine: {os.cpu_count()} cores, {cpu}; devices {results["false"]["devices"]}')
-  print(f'config: demo CPU defaults (bin/train), batch {args.batch_size} x seq_len '
-        f'{args.seq_len} of 128x128, {args.steps} timed steps after {args.warmup} '
-        'warm-up steps')
-  for jit, r in results.items():
-    print(f'XLA {jit:5}: {r["step_s"] * 1000:7.1f} ms/step, {r["examples_per_s"]:6.1f} '
-          f'windows/s, input pipeline {r["input_share"] * 100:4.1f}% of step time, '
-          f'peak RSS {r["peak_rss_mb"]:.0f} MB')
-  ratio = results['true']['step_s'] / results['false']['step_s']
-  print(f'XLA / no XLA step time: {ratio:.2f}x -> --jit_compile=auto '
-        f'{"is right to leave XLA off" if ratio > 1 else "should turn XLA on"} here')
+  print(f'machine: {os.cpu_count()} cores, {cpu}')
+  for label, records, config, steps in (
+      ('dispatch-bound (16x16, widths 8, batch 4 x 12)', small_records, DISPATCH,
+       args.steps * 5),
+      ('demo CPU defaults (128x128, batch 16 x 4)', demo_records, DEMO, args.steps)):
+    legacy = measure(records, config, 'per-time-step', steps=steps)
+    compiled = measure(records, config, 'compiled', steps=steps)
+    looped = measure(records, config, 'compiled', steps_per_loop=10, steps=steps)
+    rows.append((label, legacy, compiled, looped))
+    print(f'{label}:')
+    print(f'  per-time-step design        {legacy["step_s"] * 1000:8.1f} ms/step, '
+          f'peak RSS {legacy["peak_rss_mb"]:.0f} MB')
+    for name, r in (('compiled step', compiled), ('compiled, --steps_per_loop 10', looped)):
+      print(f'  {name:27} {r["step_s"] * 1000:8.1f} ms/step, peak RSS '
+            f'{r["peak_rss_mb"]:.0f} MB: {legacy["step_s"] / r["step_s"]:.2f}x the '
+            'steps/s of the per-time-step design')
+  xla = measure(demo_records, DEMO, 'compiled', jit='true')
+  compiled = rows[1][2]
+  print(f'demo config, --jit_compile=true (XLA on this CPU): {xla["step_s"] * 1000:.1f} '
+        f'ms/step, {xla["step_s"] / compiled["step_s"]:.2f}x the step time without XLA '
+        f'-> --jit_compile=auto {"leaves XLA off" if xla["step_s"] > compiled["step_s"] else "should turn XLA on"} on a CPU')
+
+  for seq_len, buffer in ((4, 256), (12, 256), (12, 1024)):
+    config = dict(DISPATCH, seq_len=seq_len, shuffle_buffer=buffer)
+    result = _run(python, env, '--child', 'checkpoint', '--tfrecords', many_records,
+                  '--logdir', f'{work}/ckpt_{seq_len}_{buffer}', '--config',
+                  json.dumps(config))
+    print(f'checkpoint, 1000 shards of 16x16, seq_len {seq_len}, shuffle_buffer '
+          f'{buffer}: ' + '; '.join(
+              f'{name} {r["mb"]:.2f} MB, save {r["save_s"] * 1000:.0f} ms, restore and '
+              f'one step {r["restore_s"] * 1000:.0f} ms' for name, r in result.items()))
+  print('at 128x128 the saved buffer is 64x larger per window: shuffle_buffer x seq_len '
+        'x 16 KiB (256 x 4: 16 MiB)')
 
 
 if __name__ == '__main__':
