@@ -287,22 +287,24 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
     quiet_trainer(tiny_config(record_dir, tmp_path, seed=1, batch_size=2))
 
 
-@pytest.mark.parametrize('flags, message', [
-    (['--tfrecords', '{missing}'], 'error: --tfrecords: {missing}: no such TFRecord'),
+@pytest.mark.parametrize('flags, message, status', [
+    (['--tfrecords', '{missing}'], 'error: --tfrecords: {missing}: no such TFRecord', 1),
     (['--image_size', '64'], 'error: --image_size 64 does not match the records in '
-     '{records} (32x32)'),
-    (['--batch_size', '0'], 'error: --batch_size must be at least 1, got 0'),
+     '{records} (32x32)', 1),
+    (['--batch_size', '0'], 'error: --batch_size must be at least 1, got 0', 2),
     (['--seq_len', '11'], 'error: --seq_len 11 is longer than the longest recording '
-     'in {records} (10 windows)'),
-    (['--loss', 'wasserstein'], "error: --loss must be one of"),
-    (['--profile_steps', '5'], 'error: --profile_steps must be START,STOP'),
-    (['--steps_per_loop', '0'], 'error: --steps_per_loop must be at least 1, got 0'),
-    (['--shuffle_buffer', '-1'], 'error: --shuffle_buffer must be at least 1, got -1'),
+     'in {records} (10 windows)', 1),
+    (['--loss', 'wasserstein'], "error: --loss must be one of", 2),
+    (['--profile_steps', '5'], 'error: --profile_steps must be START,STOP', 2),
+    (['--steps_per_loop', '0'], 'error: --steps_per_loop must be at least 1, got 0', 2),
+    (['--shuffle_buffer', '-1'], 'error: --shuffle_buffer must be at least 1, got -1',
+     2),
     (['--interleave_cycle', '0'], 'error: --interleave_cycle must be at least 1, '
-     'got 0'),
+     'got 0', 2),
 ])
 def test_cli_bad_input_is_one_line_before_any_work(record_dir, tmp_path, flags,
-                                                    message):
+                                                    message, status):
+  """Bad flag values are usage errors (exit 2); records that do not fit exit 1."""
   names = {'missing': str(tmp_path / 'missing'), 'records': record_dir}
   flags = [f.format(**names) for f in flags]
   if '--tfrecords' not in flags:
@@ -310,7 +312,7 @@ def test_cli_bad_input_is_one_line_before_any_work(record_dir, tmp_path, flags,
   logdir = tmp_path / 'run'
   result = run_app('train', *flags, '--logdir', str(logdir))
   lines = result.stderr.strip().splitlines()
-  assert result.returncode != 0
+  assert result.returncode == status
   assert len(lines) == 1 and lines[0].startswith(message.format(**names)), lines
   assert not logdir.exists()
 
