@@ -436,11 +436,11 @@ class GanTrainer:
     z, *extra_z = [self._replica_slice(z) for z in noise['z']]
     penalty_weights = self._replica_slice(noise['penalty_weights'], axis=2)
     b = tf.shape(reals[0])[0]
-    g_state = self.generator.initial_state(b)
-    d_fake_state = self.discriminator.initial_state(b)
-    d_real_states = [self.discriminator.initial_state(b) for _ in reals]
-    sums = {name: tf.constant(0.0) for name in self.metric_names}
-    for t in range(config.seq_len):
+
+    def time_step(t, carry):
+      g_state, d_fake_state, d_real_states, sums = carry
+      sums = dict(sums)
+      d_real_states = list(d_real_states)
       with tf.GradientTape() as g_tape:
         # The generator runs once per time step in training mode (batch-norm averages
         # updated once); the discriminator updates see it as a constant.
@@ -461,14 +461,30 @@ class GanTrainer:
       g_norm, g_applied = self._apply(self.g_optimizer,
                                       g_tape.gradient(scaled, variables), variables)
       sums['skipped_updates'] += 1.0 - tf.cast(g_applied, tf.float32)
-      g_state, d_fake_state = new_g_state, new_fake_state
       for name, value in d_metrics.items():
         sums[name] += tf.cast(value, tf.float32)
       sums['g_loss'] += g_loss
       # Norms of skipped updates are infinite: they count as 0 (see skipped_updates).
       sums['d_grad_norm'] += tf.where(d_applied, d_norm, 0.0)
       sums['g_grad_norm'] += tf.where(g_applied, g_norm, 0.0)
-    return sums
+      return new_g_state, new_fake_state, tuple(d_real_states), sums
+
+    carry = (self.generator.initial_state(b), self.discriminator.initial_state(b),
+             tuple(self.discriminator.initial_state(b) for _ in reals),
+             {name: tf.constant(0.0) for name in self.metric_names})
+    if self.replicas == 1:
+      # A symbolic loop: the graph holds one time step, so memory, tracing and XLA
+      # compilation do not grow with seq_len. One iteration at a time: each reads the
+      # weights the previous one wrote.
+      _, carry = tf.while_loop(
+          lambda t, _: t < config.seq_len, lambda t, c: (t + 1, time_step(t, c)),
+          (tf.constant(0), carry), parallel_iterations=1)
+    else:
+      # Unrolled: MirroredStrategy all-reduces through merge_call, which TensorFlow
+      # does not allow inside a loop body.
+      for t in range(config.seq_len):
+        carry = time_step(t, carry)
+    return carry[-1]
 
   def _run_fn(self, num_steps):
     """`num_steps` training steps; adds their metrics to the on-device sums."""
