@@ -5,11 +5,19 @@ generator, reads every window of a make_tfrecords folder, and writes to `output_
 
 * `metrics.json`: the measures of `orca_gan.metrics` for generated vs real windows, with
   the real-vs-real references that make them readable:
-  - `frechet_distance`: generated vs all real windows; generated vs one half of the
-    real windows at the other half's size (`generated_vs_real_same_size`) next to
-    `real_vs_real_floor`, the distance between two disjoint random halves of the real
-    windows. The estimate is biased upwards for small samples, so only the same-size
-    pair is a fair comparison; a generator as good as the data reaches the floor.
+  - `frechet_distance`: generated vs all real windows (`generated_vs_real`), and two
+    distances at one sample size n (`feature_distances`): the real windows are split
+    into two halves by recording (`floor_split` 'recording'; by window, 'window',
+    when there is a single recording or a half would hold fewer than 2 windows),
+    n = min(generated windows, smaller half), and n windows are drawn from each half
+    and from the generated ones. `real_vs_real_floor` compares the two real samples,
+    `generated_vs_real_same_size` the generated sample with half b's. The estimate
+    is biased upwards for small samples, so only these two are comparable; a
+    generator as good as the data (as different from the recordings it learnt as
+    other recordings are) reaches the floor.
+  - `kernel_distance`: the unbiased KID-style MMD^2 (`metrics.kernel_distance`) on
+    the same three samples: `generated_vs_real` and `real_vs_real_floor`. It has no
+    small-sample bias: the floor is near 0 unless recordings differ.
   - `centroids`: energy distance and permutation p-value between the generated and
     the real energy centroids (at most `MAX_CENTROID_POINTS` of each, drawn with the
     seed), and the mean and spread of both clouds.
@@ -219,6 +227,90 @@ def _unrelated_real_correlations(real: RealStatistics, seed: int) -> np.ndarray:
                                      real.kept_images[second[keep]])
 
 
+def split_real_halves(file_ids: np.ndarray, seed: int) -> tuple:
+  """Splits the real windows into two halves by recording, as balanced as possible.
+
+  Recordings are shuffled with `seed`, ordered by window count (largest first, ties
+  in shuffled order) and each goes to the half with fewer windows so far (the
+  greedy partition). With a single recording, or when a half would hold fewer than
+  2 windows, the windows themselves are split at random into halves of N // 2 and
+  N - N // 2.
+
+  Args:
+    file_ids: [N] recording of every real window.
+    seed: Seed of the shuffle.
+
+  Returns:
+    (indices of half a, indices of half b, 'recording' or 'window'); the indices are
+    sorted and together cover 0 .. N - 1 once.
+  """
+  file_ids = np.asarray(file_ids)
+  rng = np.random.default_rng([seed, 4])
+  files, counts = np.unique(file_ids, return_counts=True)
+  if len(files) >= 2:
+    order = rng.permutation(len(files))
+    order = order[np.argsort(-counts[order], kind='stable')]
+    sizes = [0, 0]
+    in_a = []
+    for f in order:
+      half = 0 if sizes[0] <= sizes[1] else 1
+      sizes[half] += counts[f]
+      if half == 0:
+        in_a.append(files[f])
+    member_a = np.isin(file_ids, in_a)
+    if min(sizes) >= 2:
+      return np.nonzero(member_a)[0], np.nonzero(~member_a)[0], 'recording'
+  order = rng.permutation(len(file_ids))
+  middle = len(order) // 2
+  return np.sort(order[:middle]), np.sort(order[middle:]), 'window'
+
+
+def feature_distances(gen_features: np.ndarray, real_features: np.ndarray,
+                      file_ids: np.ndarray, seed: int) -> tuple:
+  """Fréchet and kernel distances, generated vs real and real vs real, at one size.
+
+  The real windows are split by `split_real_halves`; n = min(generated windows,
+  windows of the smaller half), and n windows are drawn (with `seed`) from the
+  generated ones and from each half. The floor compares the two real samples, the
+  same-size distance the generated sample with half b's sample (the same one, so
+  the two differ only in their first set).
+
+  Args:
+    gen_features: [G, D] `window_features` of the generated windows, G >= 2.
+    real_features: [N, D] of the real windows, N >= 4.
+    file_ids: [N] recording of every real window.
+    seed: Seed of the split and the samples.
+
+  Returns:
+    (`frechet_distance` dict, `kernel_distance` dict) of metrics.json.
+  """
+  index_a, index_b, split = split_real_halves(file_ids, seed)
+  size = min(len(gen_features), len(index_a), len(index_b))
+  rng = np.random.default_rng([seed, 5])
+  gen_sample = _subsample(gen_features, size, rng)
+  real_a = real_features[_subsample(index_a, size, rng)]
+  real_b = real_features[_subsample(index_b, size, rng)]
+  frechet = {
+      'generated_vs_real': metrics.frechet_distance(gen_features, real_features),
+      'generated_vs_real_same_size': metrics.frechet_distance(gen_sample, real_b),
+      'real_vs_real_floor': metrics.frechet_distance(real_a, real_b),
+      'floor_split': split,
+      'windows': {'generated': len(gen_features), 'real': len(real_features),
+                  'same_size': size, 'same_size_generated': size,
+                  'real_half_a': len(index_a), 'real_half_b': len(index_b)},
+      'recordings': {'real_half_a': len(np.unique(file_ids[index_a])),
+                     'real_half_b': len(np.unique(file_ids[index_b]))},
+      'feature_dim': int(gen_features.shape[1]),
+  }
+  kernel = {
+      'generated_vs_real': metrics.kernel_distance(gen_sample, real_b),
+      'real_vs_real_floor': metrics.kernel_distance(real_a, real_b),
+      'kernel': '(x.y / D + 1)^3',
+      'windows': size,
+  }
+  return frechet, kernel
+
+
 def _subsample(x: np.ndarray, limit: int, rng) -> np.ndarray:
   if len(x) <= limit:
     return x
@@ -247,21 +339,8 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   gen_windows = generated.reshape((-1,) + generated.shape[2:])
   gen_features = metrics.window_features(gen_windows)
   real_features = real.features
-
-  # Fréchet distance, and the real-vs-real floor on two disjoint random halves.
-  order = rng.permutation(len(real_features))
-  half_a = real_features[order[:len(order) // 2]]
-  half_b = real_features[order[len(order) // 2:]]
-  gen_same_size = _subsample(gen_features, len(half_a), rng)
-  frechet = {
-      'generated_vs_real': metrics.frechet_distance(gen_features, real_features),
-      'generated_vs_real_same_size': metrics.frechet_distance(gen_same_size, half_b),
-      'real_vs_real_floor': metrics.frechet_distance(half_a, half_b),
-      'windows': {'generated': len(gen_features), 'real': len(real_features),
-                  'same_size_generated': len(gen_same_size),
-                  'real_half_a': len(half_a), 'real_half_b': len(half_b)},
-      'feature_dim': int(gen_features.shape[1]),
-  }
+  frechet, kernel = feature_distances(gen_features, real_features, real.file_ids,
+                                      config.seed)
 
   gen_centroids = metrics.energy_centroids(gen_windows, transform, config.top_fraction)
   centroids = metrics.centroid_statistics(
@@ -295,7 +374,8 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   nearest = metrics.nearest_neighbour_summary(gen_to_real, gen_to_gen, real_to_real)
   nearest['space'] = 'window_features (Euclidean)'
 
-  result = {'frechet_distance': frechet, 'centroids': centroids,
+  result = {'frechet_distance': frechet, 'kernel_distance': kernel,
+            'centroids': centroids,
             'temporal_coherence': coherence, 'nearest_neighbour': nearest}
   arrays = {'gen_features': gen_features, 'real_features': real_features,
             'gen_centroids': gen_centroids, 'real_centroids': real.centroids,
@@ -322,6 +402,7 @@ def real_sequences_for_report(config: EvaluateConfig, manifest: dict) -> np.ndar
 def summary_line(result: dict, output_dir: str) -> str:
   """The one line bin/evaluate prints."""
   fd = result['frechet_distance']
+  kd = result['kernel_distance']
   c = result['centroids']
   coh = result['temporal_coherence']
   nn = result['nearest_neighbour']
@@ -335,7 +416,9 @@ def summary_line(result: dict, output_dir: str) -> str:
   return (
       f"evaluate: FD {num(fd['generated_vs_real'])} (same-size "
       f"{num(fd['generated_vs_real_same_size'])}, real-vs-real floor "
-      f"{num(fd['real_vs_real_floor'])}), centroid energy distance "
+      f"{num(fd['real_vs_real_floor'])}; {fd['windows']['same_size']} windows each, "
+      f"halves by {fd['floor_split']}), KID {num(kd['generated_vs_real'])} (floor "
+      f"{num(kd['real_vs_real_floor'])}), centroid energy distance "
       f"{num(c['energy_distance'])} (p={num(c['p_value'])}; centroid std gen "
       f"{num(c['generated']['std_s'], '.2f')} s / "
       f"{num(c['generated']['std_khz'], '.2f')} kHz vs real "
@@ -498,9 +581,13 @@ def render_report(path_or_file, result: dict, arrays: dict, generated: np.ndarra
     bar = fig.colorbar(images[0], ax=fig.axes[-rows:], fraction=0.02, pad=0.01)
     bar.set_label('dB re full scale', fontsize=8)
   fd = result['frechet_distance']
+  kd = result['kernel_distance']
   fig.suptitle(f"{title}\nFD {fd['generated_vs_real']:.3g} (same-size "
                f"{fd['generated_vs_real_same_size']:.3g}, real-vs-real floor "
-               f"{fd['real_vs_real_floor']:.3g})", fontsize=11)
+               f"{fd['real_vs_real_floor']:.3g}; {fd['windows']['same_size']} windows "
+               f"each, halves by {fd['floor_split']}), KID "
+               f"{kd['generated_vs_real']:.3g} (floor {kd['real_vs_real_floor']:.3g})",
+               fontsize=11)
   fig.savefig(path_or_file, dpi=80, format='png')
 
 

@@ -101,3 +101,32 @@ def _save_atomically(figure: Figure, path: str) -> None:
   png = io.BytesIO()
   figure.savefig(png, format='png')
   records.write_bytes_atomic(path, png.getvalue())
+
+
+def plot_probe(scores: dict, path: str, title: str = '') -> None:
+  """Grouped bars: one group per score, one bar per feature (bin/probe).
+
+  Args:
+    scores: {feature: {score name: value in [0, 1] or None}}, in drawing order.
+    path: The PNG to write (atomically).
+    title: Figure title.
+  """
+  features = list(scores)
+  names = list(next(iter(scores.values())))
+  figure = Figure(figsize=(1.6 + 1.4 * len(names), 3.6), dpi=_DPI)
+  FigureCanvasAgg(figure)
+  axes = figure.add_subplot(1, 1, 1)
+  width = 0.8 / len(features)
+  for i, feature in enumerate(features):
+    values = [scores[feature][n] if scores[feature][n] is not None else 0.0
+              for n in names]
+    axes.bar(np.arange(len(names)) + (i - (len(features) - 1) / 2) * width, values,
+             width, label=feature)
+  axes.set_xticks(np.arange(len(names)), names)
+  axes.set_ylim(0, 1)
+  axes.set_ylabel('score (higher is better)')
+  axes.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.0, 1.0))
+  if title:
+    axes.set_title(title, fontsize='medium')
+  figure.tight_layout()
+  _save_atomically(figure, path)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from orca_gan import evaluate_lib
 from orca_gan import export_lib
+from orca_gan import metrics
 from orca_gan import models
 from orca_gan import prepare_tfrecords
 from orca_gan import spectral
@@ -84,11 +85,19 @@ def test_cli_writes_metrics_and_report(record_dir, export_dir, tmp_path):
   written = json.loads((out / 'metrics.json').read_text())
   assert written['windows'] == {'generated': 18, 'real': 12, 'real_files': 3}
   fd = written['frechet_distance']
-  assert fd['windows'] == {'generated': 18, 'real': 12, 'same_size_generated': 6,
-                           'real_half_a': 6, 'real_half_b': 6}
+  # Recordings of 5, 4 and 3 windows: halves of 5 (one file) and 4 + 3.
+  assert fd['floor_split'] == 'recording'
+  assert fd['windows'] == {'generated': 18, 'real': 12, 'same_size': 5,
+                           'same_size_generated': 5, 'real_half_a': 5,
+                           'real_half_b': 7}
+  assert fd['recordings'] == {'real_half_a': 1, 'real_half_b': 2}
   for key in ('generated_vs_real', 'generated_vs_real_same_size',
               'real_vs_real_floor'):
     assert fd[key] >= 0.0, key
+  kid = written['kernel_distance']
+  assert kid['windows'] == 5 and 'KID ' in line and 'halves by recording' in line
+  assert all(math.isfinite(kid[key]) for key in ('generated_vs_real',
+                                                 'real_vs_real_floor'))
   centroids = written['centroids']
   assert 0.0 < centroids['p_value'] <= 1.0 and centroids['energy_distance'] >= 0.0
   for name in ('generated', 'real'):
@@ -236,3 +245,97 @@ def test_cli_requires_output_dir(record_dir, export_dir):
                    record_dir)
   assert result.returncode != 0
   assert result.stderr.strip().splitlines() == ['error: --output_dir is required']
+
+
+# Windows per recording of a synthetic real set: 2000 in 8 recordings.
+RECORDING_SIZES = [150, 400, 200, 350, 100, 300, 250, 250]
+
+
+def recording_ids(sizes=RECORDING_SIZES):
+  """File id of every window, recordings one after another (ids need not be 0..n)."""
+  return np.repeat(3 * np.arange(len(sizes)) + 1, sizes)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_real_halves_share_no_recording_and_are_balanced(seed):
+  file_ids = recording_ids()
+  index_a, index_b, split = evaluate_lib.split_real_halves(file_ids, seed)
+  assert split == 'recording'
+  assert not set(file_ids[index_a]) & set(file_ids[index_b])
+  np.testing.assert_array_equal(np.sort(np.concatenate([index_a, index_b])),
+                                np.arange(len(file_ids)))
+  # Greedy, largest first: the halves differ by at most the smallest recording.
+  assert abs(len(index_a) - len(index_b)) <= min(RECORDING_SIZES)
+  again = evaluate_lib.split_real_halves(file_ids, seed)
+  np.testing.assert_array_equal(again[0], index_a)
+
+
+def test_real_halves_fall_back_to_windows_for_one_recording():
+  index_a, index_b, split = evaluate_lib.split_real_halves(np.full(9, 7), seed=0)
+  assert split == 'window' and (len(index_a), len(index_b)) == (4, 5)
+  assert not set(index_a) & set(index_b)
+  # Two recordings, one of a single window: a half of 1 has no covariance.
+  _, _, split = evaluate_lib.split_real_halves(recording_ids([1, 20]), seed=0)
+  assert split == 'window'
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_same_size_frechet_of_a_perfect_generator_reaches_the_floor(seed):
+  # Real and generated features from one 53-dimensional Gaussian, far more real
+  # windows than generated ones. Comparing 256 generated windows with a real half of
+  # 1000 against a floor of two halves of 1000 (the old bias) gave ratios near 2.4.
+  rng = np.random.default_rng(seed)
+  real, generated = rng.normal(size=(2000, 53)), rng.normal(size=(256, 53))
+  frechet, kernel = evaluate_lib.feature_distances(generated, real, recording_ids(),
+                                                   seed)
+  assert frechet['floor_split'] == 'recording'
+  assert frechet['windows']['same_size'] == frechet['windows'][
+      'same_size_generated'] == kernel['windows'] == 256
+  ratio = frechet['generated_vs_real_same_size'] / frechet['real_vs_real_floor']
+  assert 0.8 < ratio < 1.25, frechet
+  # Unbiased: both near 0 (either sign), and no further apart than noise.
+  assert abs(kernel['generated_vs_real']) < 0.03, kernel
+  assert abs(kernel['real_vs_real_floor']) < 0.03, kernel
+
+
+def test_same_size_distances_see_a_shifted_generator():
+  rng = np.random.default_rng(5)
+  real, generated = rng.normal(size=(2000, 53)), rng.normal(0.5, 1.0, size=(256, 53))
+  frechet, kernel = evaluate_lib.feature_distances(generated, real, recording_ids(), 5)
+  assert frechet['generated_vs_real_same_size'] > 2 * frechet['real_vs_real_floor']
+  assert kernel['generated_vs_real'] > 10 * abs(kernel['real_vs_real_floor'])
+
+
+def synthetic_windows(rng, count):
+  """Windows of one distribution: noise of random level and contrast, one tone row."""
+  level = rng.uniform(-0.8, -0.2, size=(count, 1, 1))
+  contrast = rng.uniform(0.05, 0.3, size=(count, 1, 1))
+  images = level + contrast * rng.uniform(-1, 1, size=(count, 32, 32))
+  images[np.arange(count), rng.integers(0, 32, count)] += 0.5
+  return np.clip(images, -1, 1)
+
+
+def test_compute_metrics_compares_equal_sizes_and_splits_by_recording():
+  rng = np.random.default_rng(6)
+  images = synthetic_windows(rng, sum(RECORDING_SIZES))
+  file_ids = recording_ids()
+  window_indices = np.concatenate([np.arange(n) for n in RECORDING_SIZES])
+  kept = np.sort(rng.choice(len(images), 64, replace=False))
+  real = evaluate_lib.RealStatistics(
+      features=metrics.window_features(images),
+      centroids=metrics.energy_centroids(images, TRANSFORM),
+      file_ids=file_ids, window_indices=window_indices, consecutive=np.zeros([0]),
+      kept_positions=kept, kept_images=images[kept])
+  generated = synthetic_windows(rng, 256).reshape(64, 4, 32, 32)
+  config = evaluate_lib.EvaluateConfig(model='m', tfrecords='r', output_dir='o',
+                                       num_permutations=20)
+  result, _ = evaluate_lib.compute_metrics(generated, real, TRANSFORM, config)
+  fd = result['frechet_distance']
+  assert fd['floor_split'] == 'recording' and fd['windows']['same_size'] == 256
+  assert fd['windows']['real_half_a'] == fd['windows']['real_half_b'] == 1000
+  assert fd['recordings'] == {'real_half_a': 4, 'real_half_b': 4}
+  expected = evaluate_lib.feature_distances(
+      metrics.window_features(generated), real.features, file_ids, config.seed)
+  assert (fd, result['kernel_distance']) == expected
+  line = evaluate_lib.summary_line(evaluate_lib._jsonable(result), 'out')
+  assert '256 windows each, halves by recording), KID ' in line, line

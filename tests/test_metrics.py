@@ -227,3 +227,55 @@ def test_nearest_neighbour_summary_counts_memorised_windows():
   assert summary['fraction_generated_to_generated_below_p01'] == 0.5
   assert summary['generated_to_train']['min'] == 0.0
   assert summary['train_to_train']['median'] == pytest.approx(1.5)
+
+
+def test_kernel_distance_matches_its_definition():
+  rng = np.random.default_rng(10)
+  a, b = rng.normal(size=(6, 3)), rng.normal(0.5, 1.0, size=(4, 3))
+
+  def kernel(x, y):
+    return (np.dot(x, y) / 3 + 1.0)**3
+
+  def mean_kernel(x, y, skip_diagonal):
+    values = [kernel(x[i], y[j]) for i in range(len(x)) for j in range(len(y))
+              if not (skip_diagonal and i == j)]
+    return np.mean(values)
+
+  expected = (mean_kernel(a, a, True) + mean_kernel(b, b, True)
+              - 2 * mean_kernel(a, b, False))
+  assert metrics.kernel_distance(a, b) == pytest.approx(expected, rel=1e-12)
+  assert metrics.kernel_distance(a, b, block_size=2) == pytest.approx(expected,
+                                                                      rel=1e-12)
+  assert metrics.kernel_distance(b, a) == pytest.approx(expected, rel=1e-12)
+  with pytest.raises(ValueError, match='same D'):
+    metrics.kernel_distance(np.zeros([4, 3]), np.zeros([4, 2]))
+  with pytest.raises(ValueError, match='at least 2'):
+    metrics.kernel_distance(np.zeros([1, 3]), np.zeros([4, 3]))
+
+
+def gaussian(n, shift, seed, dim=8):
+  return np.random.default_rng(seed).normal(shift, 1.0, size=(n, dim))
+
+
+def test_kernel_distance_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+  same = metrics.kernel_distance(gaussian(500, 0.0, 0), gaussian(500, 0.0, 1))
+  distances = [metrics.kernel_distance(gaussian(500, 0.0, 0),
+                                       gaussian(500, shift, 1))
+               for shift in (0.25, 0.5, 1.0)]
+  # Unbiased: near 0 (either sign) for one distribution, not merely small.
+  assert abs(same) < 0.03
+  assert distances[0] > 0.1 and distances[0] > 10 * abs(same)
+  assert all(a < b for a, b in zip(distances, distances[1:])), distances
+
+
+def test_kernel_distance_is_unbiased_in_sample_size_and_frechet_is_not():
+  def mean_over_seeds(measure, n, seeds):
+    return np.mean([measure(gaussian(n, 0.0, 2 * k), gaussian(n, 0.5, 2 * k + 1))
+                    for k in range(seeds)])
+
+  kid_small = mean_over_seeds(metrics.kernel_distance, 50, 200)
+  kid_large = mean_over_seeds(metrics.kernel_distance, 500, 20)
+  assert kid_small == pytest.approx(kid_large, rel=0.15)  # Both about 1.1.
+  fd_small = mean_over_seeds(metrics.frechet_distance, 50, 200)
+  fd_large = mean_over_seeds(metrics.frechet_distance, 500, 20)
+  assert fd_small > 1.3 * fd_large  # About 3.0 vs 2.1: why FD needs equal sizes.
