@@ -107,8 +107,11 @@ class EmbedConfig:
   """How to embed. Flags of bin/embed map 1:1 to these fields.
 
   Attributes:
+    embedding: 'lstm' (the discriminator's LSTM output) or the name of a pooled
+      convolution feature (`models.pooled_feature_names`, e.g. 'conv3_time_mean'),
+      which depends on its window alone.
     context: 'file' (each file one sequence, LSTM state carried) or 'window' (every
-      window from the zero state).
+      window from the zero state); for 'lstm' only.
     pad_short: Keep recordings shorter than one window as one zero-padded window.
     channel: 'mix' (mean of all channels) or a channel index ('0', '1', ...).
     num_workers: Audio files decoded and transformed at once.
@@ -116,6 +119,7 @@ class EmbedConfig:
     chunk_windows: Windows per discriminator call (bounds memory).
     projector_max_rows: At most this many rows in embeddings.tsv (see module doc).
   """
+  embedding: str = 'lstm'
   context: str = 'file'
   pad_short: bool = True
   channel: str = 'mix'
@@ -215,8 +219,24 @@ def model_transform(loaded_model) -> spectral.SpectrogramConfig:
   return spectral.SpectrogramConfig.from_dict(model_metadata(loaded_model)['transform'])
 
 
-def embedding_size(loaded_model) -> int:
-  return int(model_metadata(loaded_model)['model_config']['d_lstm_units'])
+def embedding_names(loaded_model) -> list:
+  """The embeddings an exported discriminator offers: 'lstm' and its pooled features."""
+  if 'features' not in loaded_model.signatures:  # Exported before pooled features.
+    return ['lstm']
+  return ['lstm'] + sorted(loaded_model.signatures['features'].structured_outputs)
+
+
+def check_embedding(loaded_model, embedding: str) -> None:
+  """Raises UsageError unless the model offers `embedding`."""
+  names = embedding_names(loaded_model)
+  if embedding not in names:
+    raise UsageError(f'--embedding {embedding}: the model offers {", ".join(names)}')
+
+
+def embedding_size(loaded_model, embedding: str = 'lstm') -> int:
+  if embedding == 'lstm':
+    return int(model_metadata(loaded_model)['model_config']['d_lstm_units'])
+  return int(loaded_model.signatures['features'].structured_outputs[embedding].shape[-1])
 
 
 def _model_input(stored) -> tf.Tensor:
@@ -225,7 +245,7 @@ def _model_input(stored) -> tf.Tensor:
 
 
 def embed_windows(loaded_model, images, context: str = 'file',
-                  chunk_windows: int = 64) -> np.ndarray:
+                  chunk_windows: int = 64, embedding: str = 'lstm') -> np.ndarray:
   """Embeds the consecutive windows of one recording.
 
   Args:
@@ -235,15 +255,22 @@ def embed_windows(loaded_model, images, context: str = 'file',
     context: 'file': the N windows are one sequence from the zero state, the LSTM state
       carried across chunks; 'window': each window from the zero state.
     chunk_windows: Windows per call of the model.
+    embedding: 'lstm', or a pooled feature (then `context` does not matter).
 
   Returns:
-    float32 embeddings, shape [N, d_lstm_units].
+    float32 embeddings, shape [N, embedding_size(loaded_model, embedding)].
   """
   if context not in CONTEXTS:
     raise ValueError(f'context must be one of {CONTEXTS}, got {context!r}')
-  units = embedding_size(loaded_model)
+  units = embedding_size(loaded_model, embedding)
   count = len(images)
   embeddings = np.empty([count, units], np.float32)
+  if embedding != 'lstm':
+    features = loaded_model.signatures['features']
+    for first in range(0, count, chunk_windows):
+      x = _model_input(images[first:first + chunk_windows])[None]     # [1, c, H, W, 1]
+      embeddings[first:first + x.shape[1]] = features(images=x)[embedding][0].numpy()
+    return embeddings
   if context == 'window':
     serve = loaded_model.signatures['serving_default']
     for first in range(0, count, chunk_windows):
@@ -324,7 +351,7 @@ def embed_clip(loaded_model, path: str, config: EmbedConfig | None = None):
   clip = audio_windows(path, model_transform(loaded_model), config.channel,
                        pad_short=True)
   embeddings = embed_windows(loaded_model, clip.stored, config.context,
-                             config.chunk_windows)
+                             config.chunk_windows, config.embedding)
   return embeddings.mean(axis=0), len(embeddings)
 
 
@@ -550,7 +577,7 @@ def _embed_all(loaded_model, paths, tfrecord_dir: str, manifest: dict,
         progress.update(path, 0.0)
         continue
       embeddings = embed_windows(loaded_model, windows.stored, config.context,
-                                 config.chunk_windows)
+                                 config.chunk_windows, config.embedding)
       raw.write(embeddings.tobytes())
       file, label = _tsv_field(path), label_from_filename(path)
       metadata.writelines(f'{file}\t{_format_seconds(i * transform.window_s)}\t{label}\n'
@@ -597,12 +624,14 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str = N
   """
   start = time.monotonic()
   config = config or EmbedConfig()
+  check_embedding(loaded_model, config.embedding)
   paths, manifest = _checked_sources(inputs, tfrecord_dir, model_transform(loaded_model),
                                      model_path, log)
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise UsageError(f'--output_dir {output_dir}: exists and is not a folder')
   summary = EmbedSummary(output_dir=output_dir, context=config.context,
-                         units=embedding_size(loaded_model), query=query)
+                         units=embedding_size(loaded_model, config.embedding),
+                         query=query)
   query_embedding = None
   if query:
     try:

@@ -111,6 +111,9 @@ class ServingDiscriminator(_ServingModule):
       {'logits': [b, T], 'embeddings': [b, T, d_lstm_units]}, from the zero state.
     discriminate_from_state: tf.function, (`images`, `state_h`, `state_c`, each state
       [b, d_lstm_units]) -> {'logits', 'embeddings', 'state_h', 'state_c'}.
+    features: tf.function, `images` [b, T, size, size, 1] -> {name: [b, T, size_name]}
+      for every name of `models.pooled_feature_names`: pooled convolution features of
+      each window, independent of the LSTM state.
     metadata: tf.function, () -> {'json': string scalar}.
   """
 
@@ -134,7 +137,15 @@ class ServingDiscriminator(_ServingModule):
           discriminator, images, (state_h, state_c), training=False)
       return {'logits': logits, 'embeddings': embeddings, 'state_h': h, 'state_c': c}
 
+    def features(images):
+      shape = tf.shape(images)
+      flat = tf.reshape(images, [-1, size, size, 1])        # [b T, H, W, 1]
+      pooled = models.pooled_features(discriminator, flat)
+      return {name: tf.reshape(value, [shape[0], shape[1], value.shape[-1]])
+              for name, value in pooled.items()}
+
     self.discriminate = tf.function(discriminate, input_signature=[images_spec])
+    self.features = tf.function(features, input_signature=[images_spec])
     self.discriminate_from_state = tf.function(
         discriminate_from_state,
         input_signature=[images_spec, _named(state_spec, 'state_h'),
@@ -144,6 +155,7 @@ class ServingDiscriminator(_ServingModule):
     return {'serving_default': self.discriminate.get_concrete_function(),
             'discriminate_from_state':
                 self.discriminate_from_state.get_concrete_function(),
+            'features': self.features.get_concrete_function(),
             'metadata': self.metadata.get_concrete_function()}
 
 

@@ -193,6 +193,23 @@ class Discriminator(keras.Model):
     shape = [batch_size, self.config.d_lstm_units]
     return tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)
 
+  def conv_blocks(self, images) -> list:
+    """The output of every convolution block (after its activation).
+
+    Args:
+      images: Shape [batch, image_size, image_size, 1], values in [-1, 1].
+
+    Returns:
+      One tensor per block, [batch, image_size / 2^(i+1) (freq), same (time),
+      channels_i]; the last is the 4x4 map the LSTM reads.
+    """
+    x = tf.nn.leaky_relu(self.convs[0](images), alpha=0.2)
+    blocks = [x]
+    for conv, norm in zip(self.convs[1:], self.norms):
+      x = tf.nn.leaky_relu(norm(conv(x)), alpha=0.2)
+      blocks.append(x)
+    return blocks
+
   def call(self, images, state, training=False):
     """Scores the next image of each sequence.
 
@@ -207,13 +224,51 @@ class Discriminator(keras.Model):
       embedding: float32 LSTM output, shape [batch, d_lstm_units].
       new_state: float32 `(h, c)`, each [batch, d_lstm_units].
     """
-    x = tf.nn.leaky_relu(self.convs[0](images), alpha=0.2)
-    for conv, norm in zip(self.convs[1:], self.norms):
-      x = tf.nn.leaky_relu(norm(conv(x)), alpha=0.2)   # down to [b, 4, 4, c]
+    x = self.conv_blocks(images)[-1]                    # [b, 4, 4, c]
     embedding, (h, c) = self.lstm_cell(self.flatten(x), list(state), training=training)
     logits = tf.squeeze(self.to_logit(embedding), axis=-1)  # [b]
     return (logits, tf.cast(embedding, tf.float32),
             (tf.cast(h, tf.float32), tf.cast(c, tf.float32)))
+
+
+def pooled_feature_names(config: ModelConfig) -> list:
+  """Names of `pooled_features`, in order."""
+  return ([f'conv{i}_time_mean' for i in range(config.num_resolutions)] +
+          ['conv_time_mean', 'conv_grid'])
+
+
+def pooled_features(discriminator_model: Discriminator, images) -> dict:
+  """Per-window features of the discriminator's convolution blocks, no LSTM state.
+
+  A call can sit anywhere in a window, so features that do not move with a time shift
+  suit retrieval: `conv{i}_time_mean` is block i averaged over the time axis (frequency
+  x channels kept, flattened); `conv_time_mean` all of them side by side. `conv_grid`
+  is every block max-pooled to a 4x4 grid, concatenated (the DCGAN paper's features,
+  Radford et al. 2016), for reference.
+
+  Args:
+    discriminator_model: The discriminator.
+    images: Shape [batch, image_size, image_size, 1], values in [-1, 1].
+
+  Returns:
+    {name: float32 [batch, size]} for every name of `pooled_feature_names`.
+  """
+  blocks = discriminator_model.conv_blocks(images)
+  batch = tf.shape(images)[0]
+  features = {}
+  grids = []
+  for i, block in enumerate(blocks):
+    block = tf.cast(block, tf.float32)
+    h, w, c = block.shape[1], block.shape[2], block.shape[3]
+    features[f'conv{i}_time_mean'] = tf.reshape(tf.reduce_mean(block, axis=2),
+                                                [batch, h * c])
+    pool = w // _BASE_SIZE
+    grids.append(tf.reshape(tf.nn.max_pool2d(block, pool, pool, 'VALID'),
+                            [batch, _BASE_SIZE * _BASE_SIZE * c]))
+  features['conv_time_mean'] = tf.concat(
+      [features[f'conv{i}_time_mean'] for i in range(len(blocks))], axis=-1)
+  features['conv_grid'] = tf.concat(grids, axis=-1)
+  return features
 
 
 def sample_latents(seed, batch_size, seq_len, config: ModelConfig) -> tf.Tensor:

@@ -4,9 +4,11 @@
 Every labelled file becomes one vector per feature: the mean over its windows. The
 features are measured side by side, from the same windows of the same files:
 
-* `discriminator`: the trained discriminator's LSTM output (what bin/embed writes);
-* `discriminator_untrained`: the same architecture with its initial weights (from
-  `--untrained_model`, or built here from the model's config and `--seed`);
+* `trained <embedding>`: every embedding the exported discriminator offers (bin/embed
+  --embedding): its LSTM output (`lstm`) and pooled convolution features
+  (`models.pooled_features`);
+* `untrained <embedding>`: the same from the same architecture with fresh weights
+  (from `--untrained_model`, or built here from the model's config and `--seed`);
 * `spectral_profile`: each frequency band's mean and standard deviation over the
   window's time axis, from the spectrogram image itself;
 * `raw_pixels`: the spectrogram image, flattened.
@@ -44,8 +46,6 @@ from orca_gan import models
 from orca_gan import plotting
 from orca_gan import records
 
-FEATURES = ('discriminator', 'discriminator_untrained', 'spectral_profile',
-            'raw_pixels')
 
 
 class UsageError(ValueError):
@@ -302,38 +302,57 @@ def predictive_units(features: np.ndarray, labels, top: int) -> dict:
 
 # ---------------------------------------------------------------------- the run
 
+def _model_embedder(loaded_model):
+  """[n, H, W] stored windows of one file -> {embedding: [n, D]} for every embedding
+  an exported discriminator offers (LSTM with the file as one sequence)."""
+  names = embed_lib.embedding_names(loaded_model)
+  return lambda stored: {name: embed_lib.embed_windows(loaded_model, stored,
+                                                       embedding=name)
+                         for name in names}
+
+
 def _untrained_embedder(metadata: dict, seed: int):
-  """The discriminator architecture of `metadata` with fresh weights, as a function
-  of [n, H, W] stored windows -> [n, d_lstm_units] (one sequence, zero state)."""
+  """The same, for the architecture of `metadata` with fresh weights, built here."""
   keras.utils.set_random_seed(seed)
   discriminator = models.Discriminator(models.ModelConfig(**metadata['model_config']))
 
   @tf.function(reduce_retracing=True)
-  def embed(images):
-    return models.discriminate_sequence(discriminator, images[None, ..., None])[1][0]
+  def embed(images):                                           # [n, H, W, 1]
+    _, lstm, _ = models.discriminate_sequence(discriminator, images[None])
+    return dict(models.pooled_features(discriminator, images), lstm=lstm[0])
 
   def embedder(stored):
-    return embed(records.dequantize(tf.convert_to_tensor(stored))).numpy()
+    images = records.dequantize(tf.convert_to_tensor(stored))[..., None]
+    return {name: value.numpy() for name, value in embed(images).items()}
   return embedder
 
 
-def file_features(model, paths, untrained, log=print) -> dict:
-  """{feature: float32 [len(paths), D]}: each file's mean over its windows."""
-  transform = embed_lib.model_transform(model)
-  rows = {name: [] for name in FEATURES}
+def file_features(paths, transform, embedders: dict, log=print) -> dict:
+  """{feature: float32 [len(paths), D]}: each file's mean over its windows.
+
+  Args:
+    paths: Audio files.
+    transform: The model's spectrogram transform.
+    embedders: {prefix: function from `_model_embedder`/`_untrained_embedder`}; their
+      features are named '<prefix> <embedding>'.
+  """
+  rows = {}
   for number, path in enumerate(paths, start=1):
     try:
       clip = embed_lib.audio_windows(path, transform, pad_short=True)
     except audio_io.AudioError as e:
       raise UsageError(f'{path}: {e}') from e
     images = records.dequantize(clip.stored).numpy()            # [n, H, W]
-    rows['discriminator'].append(embed_lib.embed_windows(model, clip.stored).mean(0))
-    rows['discriminator_untrained'].append(untrained(clip.stored).mean(0))
-    rows['spectral_profile'].append(spectral_profile(images).mean(0))
-    rows['raw_pixels'].append(images.reshape(len(images), -1).mean(0))
+    values = {'spectral_profile': spectral_profile(images),
+              'raw_pixels': images.reshape(len(images), -1)}
+    for prefix, embedder in embedders.items():
+      for name, value in embedder(clip.stored).items():
+        values[f'{prefix} {name}'] = value
+    for name, value in values.items():
+      rows.setdefault(name, []).append(value.mean(axis=0))
     if number % 20 == 0:
       log(f'probe: {number}/{len(paths)} files embedded')
-  return {name: np.stack(r).astype(np.float32) for name, r in rows.items()}
+  return {name: np.stack(r).astype(np.float32) for name, r in sorted(rows.items())}
 
 
 def score(features: dict, paths, labels: dict, queries, catalogue,
@@ -356,7 +375,7 @@ def score(features: dict, paths, labels: dict, queries, catalogue,
                              config.k))
     entry['linear_probe'] = linear_probe(values[kept], kept_names, config.folds,
                                          config.l2, config.seed)
-    if name.startswith('discriminator'):
+    if name in ('trained lstm', 'untrained lstm'):
       entry['predictive_units'] = predictive_units(values[kept], kept_names,
                                                    config.top_units)
     result[name] = entry
@@ -367,11 +386,11 @@ def table(result: dict) -> str:
   """The scores as an aligned text table, one row per feature."""
   def fmt(x):
     return '   n/a' if x is None else f'{x:6.3f}'
-  lines = [f'{"feature":25} {"P@1":>6} {"top-5":>6} {"MRR":>6} {"kNN":>6} {"AUC":>6} '
+  lines = [f'{"feature":28} {"P@1":>6} {"top-5":>6} {"MRR":>6} {"kNN":>6} {"AUC":>6} '
            f'{"linear":>6}']
   for name, entry in result.items():
     r = entry.get('retrieval', {})
-    lines.append(f'{name:25} {fmt(r.get("precision_at_1"))} {fmt(r.get("top_5"))} '
+    lines.append(f'{name:28} {fmt(r.get("precision_at_1"))} {fmt(r.get("top_5"))} '
                  f'{fmt(r.get("mrr"))} {fmt(entry["knn_accuracy"])} '
                  f'{fmt(entry["mean_auc"])} {fmt(entry["linear_probe"]["accuracy"])}')
   return '\n'.join(lines)
@@ -416,11 +435,13 @@ def run(config: ProbeConfig, log=print) -> dict:
     if embed_lib.model_metadata(baseline)['model_config'] != metadata['model_config']:
       raise UsageError(f'--untrained_model {config.untrained_model}: another '
                        'architecture than --model')
-    untrained = lambda stored: embed_lib.embed_windows(baseline, stored)
+    untrained = _model_embedder(baseline)
   else:
     untrained = _untrained_embedder(metadata, config.seed)
   paths = list(labels)
-  features = file_features(model, paths, untrained, log)
+  features = file_features(paths, embed_lib.model_transform(model),
+                           {'trained': _model_embedder(model), 'untrained': untrained},
+                           log)
   report = {
       'model': config.model, 'step': metadata.get('step'),
       'files': len(paths), 'labels': sorted(set(labels.values())),

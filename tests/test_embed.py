@@ -354,3 +354,23 @@ def test_cli_bad_input_fails_before_any_output(cli_runs, exported, case, message
   assert len(lines) == 1, lines
   assert lines[0].startswith(message.format(tmp=tmp, **exported)), lines
   assert not (tmp / 'out').exists()
+
+
+def test_pooled_embedding_is_per_window_and_named_in_errors(model, corpus, tmp_path):
+  clip = embed_lib.audio_windows(str(corpus / 'S_1.wav'), TRANSFORM)
+  size = embed_lib.embedding_size(model, 'conv_time_mean')
+  both = [embed_lib.embed_windows(model, clip.stored, context, embedding='conv_time_mean')
+          for context in embed_lib.CONTEXTS]
+  assert both[0].shape == (WINDOWS['S_1.wav'], size)
+  np.testing.assert_array_equal(both[0], both[1])     # No state: context is moot.
+  # The last window alone gets what it gets inside the file.
+  np.testing.assert_allclose(
+      embed_lib.embed_windows(model, clip.stored[-1:], embedding='conv_time_mean')[0],
+      both[0][-1], rtol=0, atol=1e-6)
+  assert 'conv_grid' in embed_lib.embedding_names(model)
+  with pytest.raises(embed_lib.UsageError, match='--embedding conv9: the model offers '
+                     'lstm, conv0_time_mean'):
+    embed_lib.embed_corpus(model, str(tmp_path / 'out'), inputs=[str(corpus)],
+                           config=embed_lib.EmbedConfig(embedding='conv9'),
+                           log=lambda line: None)
+  assert not (tmp_path / 'out').exists()

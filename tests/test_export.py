@@ -198,9 +198,10 @@ def test_metadata_readable_without_orca_gan(exported, child_outputs, kind):
     ('generator', ['serving_default', 'generate_from_state', 'metadata',
                    "inputs['z']", "inputs['state_h']", "inputs['state_c']",
                    "outputs['images']", "outputs['json']"]),
-    ('discriminator', ['serving_default', 'discriminate_from_state', 'metadata',
-                       "inputs['images']", "inputs['state_h']", "outputs['logits']",
-                       "outputs['embeddings']"]),
+    ('discriminator', ['serving_default', 'discriminate_from_state', 'features',
+                       'metadata', "inputs['images']", "inputs['state_h']",
+                       "outputs['logits']", "outputs['embeddings']",
+                       "outputs['conv_time_mean']", "outputs['conv_grid']"]),
 ])
 def test_saved_model_cli_lists_signatures(exported, kind, names):
   cli = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
@@ -291,6 +292,20 @@ def _assert_export_holds(export_dir, generator, discriminator, step):
                 models.discriminate_sequence(discriminator, images)[0])
   for kind in export_lib.KINDS:
     assert export_lib.read_metadata(os.path.join(export_dir, kind))['step'] == step
+
+
+def test_features_signature_matches_pooled_features_window_by_window(exported):
+  _, discriminator, export_dir = exported
+  loaded = export_lib.load(os.path.join(export_dir, 'discriminator'), 'discriminator')
+  _, images = _inputs(2, 3)                                   # [2, 3, 16, 16, 1]
+  served = loaded.signatures['features'](images=images)
+  expected = models.pooled_features(discriminator, images.reshape(6, 16, 16, 1))
+  assert sorted(served) == sorted(models.pooled_feature_names(TINY))
+  for name, value in expected.items():
+    assert served[name].shape[:2] == (2, 3)
+    _assert_close(tf.reshape(served[name], [6, -1]), value)
+  # Each window's features alone: no LSTM state goes in.
+  assert 'state_h' not in loaded.signatures['features'].structured_input_signature[1]
 
 
 def test_second_export_replaces_first(exported, tmp_path):

@@ -7,8 +7,10 @@ import os
 import numpy as np
 import pytest
 
+from orca_gan import models
 from orca_gan import probe_lib
 from tests.helpers import run_app
+from tests.test_embed import TINY
 from tests.test_embed import exported  # pylint: disable=unused-import (fixture)
 
 
@@ -87,13 +89,15 @@ def test_cli_finds_the_same_calls_across_formats(exported, calls, tmp_path):
   assert result.stdout.strip().splitlines()[-1].startswith(
       'probe: 50 files, 30 labels, 5 queries against 45')
   report = json.loads((out / 'probe.json').read_text())
-  assert set(report['features']) == set(probe_lib.FEATURES)
+  pooled = models.pooled_feature_names(TINY)
+  assert set(report['features']) == {'spectral_profile', 'raw_pixels'} | {
+      f'{kind} {name}' for kind in ('trained', 'untrained') for name in ['lstm'] + pooled}
   for name in ('spectral_profile', 'raw_pixels'):
     retrieval = report['features'][name]['retrieval']
     assert retrieval['queries'] == 5 and retrieval['precision_at_1'] == 1.0, name
   for entry in report['features'].values():
     assert 0 <= entry['knn_accuracy'] <= 1 and 0 <= entry['mean_auc'] <= 1
-  assert len(report['features']['discriminator']['predictive_units']['S1']) == 5
+  assert len(report['features']['trained lstm']['predictive_units']['S1']) == 5
   assert (out / 'probe.png').stat().st_size > 0
 
 

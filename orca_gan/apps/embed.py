@@ -23,6 +23,10 @@ flags.DEFINE_string('query', None, 'A clip to rank every corpus window against, 
                     'state).')
 
 _HELP = {
+    'embedding': "lstm: the discriminator's LSTM output; or a pooled convolution "
+                 'feature of each window (conv<i>_time_mean: block i averaged over '
+                 'time; conv_time_mean: all blocks; conv_grid: every block max-pooled '
+                 'to 4x4). bin/probe measures which sorts your labels best.',
     'context': "file: each file's windows are one sequence through the discriminator "
                'LSTM, its state carried window to window; window: every window from '
                'the zero state, independent of its neighbours.',
