@@ -12,8 +12,9 @@ Model: the demo discriminator `demo/run/export/discriminator` (`make demo` makes
 Rows, each a fresh subprocess, so interpreter and TensorFlow start-up are counted and
 peak RSS (`ru_maxrss` from `os.wait4`) is that process's own:
   baseline  bin/make_tfrecords: decode + spectrogram + shard writing, no model;
-  file      bin/embed --context file (the default);
-  window    bin/embed --context window;
+  pooled    bin/embed (the default embedding, conv1_time_mean, per window);
+  file      bin/embed --embedding lstm --context file;
+  window    bin/embed --embedding lstm --context window;
   records   bin/embed --tfrecords <the baseline's output>: start-up, model and reading
             stored windows, no decoding;
   startup   bin/embed on a 3-s clip: the fixed cost (imports, model load, tracing).
@@ -125,9 +126,11 @@ def main() -> None:
       'baseline': lambda out: [python, os.path.join(REPO, 'bin', 'make_tfrecords'),
                                '--input', copies, '--output_dir', out,
                                '--num_workers', str(args.num_workers)],
-      'file': lambda out: embed + ['--input', copies, '--output_dir', out],
+      'pooled': lambda out: embed + ['--input', copies, '--output_dir', out],
+      'file': lambda out: embed + ['--input', copies, '--output_dir', out,
+                                   '--embedding', 'lstm'],
       'window': lambda out: embed + ['--input', copies, '--output_dir', out,
-                                     '--context', 'window'],
+                                     '--embedding', 'lstm', '--context', 'window'],
       'records': lambda out: embed + ['--tfrecords', records, '--output_dir', out],
       'startup': lambda out: embed + ['--input', clip, '--output_dir', out],
   }
@@ -168,8 +171,9 @@ def main() -> None:
   print(header)
   print('-' * len(header))
   names = {'baseline': 'bin/make_tfrecords (baseline)',
-           'file': 'bin/embed --context file',
-           'window': 'bin/embed --context window',
+           'pooled': 'bin/embed (conv1_time_mean)',
+           'file': 'bin/embed --embedding lstm',
+           'window': 'bin/embed lstm, --context window',
            'records': 'bin/embed --tfrecords (no decoding)',
            'startup': 'bin/embed on one 3-s clip'}
   for name, label in names.items():
@@ -183,10 +187,11 @@ def main() -> None:
   print('(wall = whole process incl. start-up; CPU = user+sys of that process; vs base = '
         'wall / baseline wall; others = CPU used meanwhile by other processes, % of one '
         'core)')
-  worst = min(results['file']['rtf'], results['window']['rtf'])
+  worst = min(results[name]['rtf'] for name in ('pooled', 'file', 'window'))
   print(f'target >= {TARGET_RTF:.0f}x realtime for bin/embed on {audio_s / 60:.0f} min: '
-        f'{"met" if worst >= TARGET_RTF else "NOT met"} (file '
-        f'{results["file"]["rtf"]:.0f}x, window {results["window"]["rtf"]:.0f}x)')
+        f'{"met" if worst >= TARGET_RTF else "NOT met"} (pooled '
+        f'{results["pooled"]["rtf"]:.0f}x, lstm file {results["file"]["rtf"]:.0f}x, '
+        f'window {results["window"]["rtf"]:.0f}x)')
   print(f'load average before {results["load_before"]}, after {results["load_after"]} '
         f'(nproc {os.cpu_count()}; above ~0.5 other work shared the cores)')
   if args.json_out:

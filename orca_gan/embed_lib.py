@@ -107,9 +107,10 @@ class EmbedConfig:
   """How to embed. Flags of bin/embed map 1:1 to these fields.
 
   Attributes:
-    embedding: 'lstm' (the discriminator's LSTM output) or the name of a pooled
-      convolution feature (`models.pooled_feature_names`, e.g. 'conv3_time_mean'),
-      which depends on its window alone.
+    embedding: The name of a pooled convolution feature
+      (`models.pooled_feature_names`), which depends on its window alone, or 'lstm'
+      (the discriminator's LSTM output). The default, the second block averaged over
+      time, sorted call types best in every model bin/probe measured (README).
     context: 'file' (each file one sequence, LSTM state carried) or 'window' (every
       window from the zero state); for 'lstm' only.
     pad_short: Keep recordings shorter than one window as one zero-padded window.
@@ -119,7 +120,7 @@ class EmbedConfig:
     chunk_windows: Windows per discriminator call (bounds memory).
     projector_max_rows: At most this many rows in embeddings.tsv (see module doc).
   """
-  embedding: str = 'lstm'
+  embedding: str = 'conv1_time_mean'
   context: str = 'file'
   pad_short: bool = True
   channel: str = 'mix'
@@ -167,6 +168,7 @@ class RankedWindow:
 @dataclasses.dataclass
 class EmbedSummary:
   output_dir: str
+  embedding: str = 'lstm'
   context: str = 'file'
   files: int = 0
   skipped: int = 0
@@ -184,8 +186,10 @@ class EmbedSummary:
     return self.audio_s / max(self.wall_s, 1e-9)
 
   def line(self) -> str:
-    return (f'embed: embedded {self.windows} windows ({self.units}-d, context '
-            f'{self.context}) of {self.files} files, skipped {self.skipped}, '
+    kind = (f'lstm, context {self.context}' if self.embedding == 'lstm' else
+            self.embedding)
+    return (f'embed: embedded {self.windows} windows ({self.units}-d {kind}) of '
+            f'{self.files} files, skipped {self.skipped}, '
             f'{self.audio_s / 3600:.3f} h of audio at {self.realtime_factor:.0f}x '
             f'realtime -> {self.output_dir}; browse with: tensorboard --logdir '
             f'{self.output_dir}')
@@ -629,7 +633,8 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str = N
                                      model_path, log)
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise UsageError(f'--output_dir {output_dir}: exists and is not a folder')
-  summary = EmbedSummary(output_dir=output_dir, context=config.context,
+  summary = EmbedSummary(output_dir=output_dir, embedding=config.embedding,
+                         context=config.context,
                          units=embedding_size(loaded_model, config.embedding),
                          query=query)
   query_embedding = None

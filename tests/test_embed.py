@@ -67,7 +67,8 @@ def runs(model, corpus, tmp_path_factory):
   for context in embed_lib.CONTEXTS:
     out[context] = tmp_path_factory.mktemp(context) / 'out'
     embed_lib.embed_corpus(model, str(out[context]), inputs=[str(corpus)],
-                           config=embed_lib.EmbedConfig(context=context),
+                           config=embed_lib.EmbedConfig(embedding='lstm',
+                                                         context=context),
                            log=lambda line: None)
   return out
 
@@ -84,7 +85,8 @@ def cli_runs(exported, corpus, tmp_path_factory):
       'query', 'generator', 'not_saved_model', 'empty_folder', 'other_transform')}
   audio = scene(*CORPUS['S_1.wav'], seed=0)
   clip = write_wav(tmp['query'] / 'clip.wav', audio[48000:96000], 16000)  # Window 1.
-  args['query'] = ['--input', str(corpus), '--query', clip, '--context', 'window',
+  args['query'] = ['--input', str(corpus), '--query', clip, '--embedding', 'lstm',
+                   '--context', 'window',
                    '--top_k', '4']
   args['generator'] = ['--model', exported['generator'], '--input', str(corpus)]
   args['not_saved_model'] = ['--model', str(tmp['not_saved_model']), '--input',
@@ -144,6 +146,7 @@ def test_audio_and_tfrecords_give_the_same_windows_and_embeddings(model, corpus,
 
   out = tmp_path / 'out'
   embed_lib.embed_corpus(model, str(out), tfrecord_dir=str(tfrecords),
+                         config=embed_lib.EmbedConfig(embedding='lstm'),
                          log=lambda line: None)
   audio_embeddings, audio_rows = read_outputs(runs['file'])
   record_embeddings, record_rows = read_outputs(out)
@@ -227,7 +230,7 @@ def test_projector_files_thin_out_large_corpora(model, corpus, runs, tmp_path):
 def test_query_clip_is_the_mean_of_its_windows(model, corpus, tmp_path):
   path = str(corpus / 'S_1.wav')
   for context in embed_lib.CONTEXTS:
-    config = embed_lib.EmbedConfig(context=context)
+    config = embed_lib.EmbedConfig(embedding='lstm', context=context)
     query, count = embed_lib.embed_clip(model, path, config)
     images = embed_lib.audio_windows(path, TRANSFORM).stored
     np.testing.assert_allclose(
@@ -253,7 +256,7 @@ def test_rank_by_query_in_blocks():
 def test_cli_query_ranks_its_own_window_first(cli_runs, corpus):
   result, tmp = cli_runs['query']
   assert result.returncode == 0, result.stderr
-  assert result.stdout.startswith('embed: embedded 9 windows (16-d, context window) of 3 '
+  assert result.stdout.startswith('embed: embedded 9 windows (16-d lstm, context window) of 3 '
                                   'files, skipped 0,')
   lines = (tmp / 'out' / 'query_ranking.tsv').read_text().splitlines()
   assert lines[0] == 'rank\tscore\tfile\tstart_s\tlabel'
