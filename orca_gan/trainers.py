@@ -545,7 +545,17 @@ class GanTrainer:
     candidates = list(reversed(self.manager.checkpoints))
     for path in candidates:
       try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        checkpoint = self.checkpoint
+        if not _has_input_position(path):
+          # Written before the input position was saved: the rest resumes exactly,
+          # the data order starts afresh.
+          checkpoint = tf.train.Checkpoint(
+              step=self.step, seed=self.seed, generator=self.generator,
+              discriminator=self.discriminator, g_optimizer=self.g_optimizer,
+              d_optimizer=self.d_optimizer)
+          self.log(f'checkpoint {path} holds no input position (an older orca_gan '
+                   'wrote it): the data order starts afresh')
+        checkpoint.restore(path).assert_existing_objects_matched()
       # A damaged checkpoint surfaces as many exception types (DataLossError,
       # IndexError "Read less bytes than requested", AssertionError, ...).
       except Exception as e:  # pylint: disable=broad-except
@@ -577,6 +587,15 @@ class GanTrainer:
                               self.config.seq_len, self.model_config)
     generated, _ = models.generate_sequence(self.generator, z)
     return image_grid(generated, real_seq)
+
+
+def _has_input_position(path: str) -> bool:
+  """Whether a checkpoint holds the data iterator (unreadable ones count as yes, so
+  that the full restore reports them)."""
+  try:
+    return any(name.startswith('data/') for name, _ in tf.train.list_variables(path))
+  except Exception:  # pylint: disable=broad-except
+    return True
 
 
 def image_grid(generated, real) -> tf.Tensor:

@@ -244,6 +244,25 @@ def test_corrupt_latest_checkpoint_falls_back(record_dir, tmp_path):
   assert any('ckpt-2 is unreadable' in l for l in lines), lines
 
 
+def test_checkpoint_without_input_position_still_resumes(record_dir, tmp_path):
+  """Runs saved before the input position was checkpointed keep their weights."""
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=1))
+  trainer.run(1)
+  old_format = tf.train.Checkpoint(
+      step=trainer.step, seed=trainer.seed, generator=trainer.generator,
+      discriminator=trainer.discriminator, g_optimizer=trainer.g_optimizer,
+      d_optimizer=trainer.d_optimizer)
+  tf.train.CheckpointManager(old_format, str(tmp_path / 'checkpoints'),
+                             max_to_keep=3).save(checkpoint_number=1)
+  lines = []
+  resumed = trainers.GanTrainer(tiny_config(record_dir, tmp_path, steps=2),
+                                log=lines.append)
+  resumed.restore()
+  assert resumed.current_step == 1
+  assert any('holds no input position' in line for line in lines), lines
+  assert_same_weights(weights(resumed), weights(trainer))
+
+
 @pytest.mark.parametrize('steps_per_loop, summary_every', [(1, 1), (5, 5)])
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good(record_dir, tmp_path,
                                                             steps_per_loop,
