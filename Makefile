@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `make demo AUDIO=path/to/folder` uses your recordings instead of synthetic ones.
 AUDIO ?=
 DEMO := demo
-# About three minutes of training on a 2-core CPU (benchmarks/README.md).
+# About 90 seconds of training on a 2-core CPU (5.6 steps/s, benchmarks/README.md).
 DEMO_STEPS ?= 500
 ifeq ($(AUDIO),)
 RECORDS := $(DEMO)/tfrecords

@@ -175,14 +175,20 @@ def frechet_distance(features_a, features_b) -> float:
   Returns:
     The distance, >= 0; 0 for identical sets.
   """
+  a, b = _two_feature_sets(features_a, features_b)
+  return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False),
+                                   b.mean(0), np.cov(b, rowvar=False))
+
+
+def _two_feature_sets(features_a, features_b) -> tuple:
+  """Both sets as float64 [N, D] arrays; ValueError unless 2-D, same D, N >= 2."""
   a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
     raise ValueError(f'features must be [N, D] with the same D, got {a.shape}, '
                      f'{b.shape}')
   if len(a) < 2 or len(b) < 2:
     raise ValueError(f'need at least 2 samples per set, got {len(a)} and {len(b)}')
-  return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False),
-                                   b.mean(0), np.cov(b, rowvar=False))
+  return a, b
 
 
 def _kernel_sum(x: np.ndarray, y: np.ndarray, dim: int, block_size: int) -> float:
@@ -211,12 +217,7 @@ def kernel_distance(features_a, features_b, block_size: int = 1024) -> float:
   Returns:
     The estimate, in squared kernel units; near 0 for samples of one distribution.
   """
-  a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-    raise ValueError(f'features must be [N, D] with the same D, got {a.shape}, '
-                     f'{b.shape}')
-  if len(a) < 2 or len(b) < 2:
-    raise ValueError(f'need at least 2 samples per set, got {len(a)} and {len(b)}')
+  a, b = _two_feature_sets(features_a, features_b)
   m, n, dim = len(a), len(b), a.shape[1]
 
   def within(x):

@@ -231,6 +231,7 @@ def test_mixed_precision_overflow_is_skipped_counted_and_survived(record_dir, tm
           for v in event.summary.value}
   assert {'skipped_updates', 'd_loss_scale', 'g_loss_scale'} <= tags
 
+
 def test_corrupt_latest_checkpoint_falls_back(record_dir, tmp_path):
   train_lib.train(quiet_trainer(tiny_config(record_dir, tmp_path, steps=2)))
   data_file = glob.glob(str(tmp_path / 'checkpoints' / 'ckpt-2.data-*'))[0]
@@ -238,7 +239,7 @@ def test_corrupt_latest_checkpoint_falls_back(record_dir, tmp_path):
     f.truncate(100)
   lines = []
   trainer = trainers.GanTrainer(tiny_config(record_dir, tmp_path, steps=3),
-                              log=lines.append)
+                                log=lines.append)
   trainer.restore()
   assert trainer.current_step == 1
   assert any('ckpt-2 is unreadable' in l for l in lines), lines
