@@ -1,9 +1,10 @@
 """The discriminator as an embedding of raw audio (the library behind bin/embed).
 
 Audio files (or make_tfrecords output) go in; one embedding per `window_s` window comes
-out: the discriminator's LSTM output, `d_lstm_units` wide. Windows that sound alike get
-nearby embeddings, so a short call clip can be used as a query to find similar windows
-in hours of tape, and the whole corpus can be browsed in TensorBoard's Projector.
+out: a pooled convolution feature of the discriminator (`EmbedConfig.embedding`, by
+default `conv1_time_mean`), or its LSTM output, `d_lstm_units` wide. Windows that sound
+alike get nearby embeddings, so a short call clip can be used as a query to find similar
+windows in hours of tape, and the whole corpus can be browsed in TensorBoard's Projector.
 
 The windows are the very ones the model was trained on: the transform comes from the
 model's metadata, audio goes through `prepare_tfrecords.convert_file` with uint8 storage
@@ -22,12 +23,13 @@ Context (`EmbedConfig.context`):
 A query clip is embedded the same way as the corpus: with 'window' context each of its
 windows from the zero state; with 'file' context the clip is its own sequence from the
 zero state. That is an asymmetry: corpus windows deep in a tape carry the context of the
-windows before them, the query does not. A clip shorter than a window is zero-padded
-(always); a clip of several windows is represented by the mean of its windows'
-embeddings. Similarity is the cosine of the angle between embeddings.
+windows before them, the query does not (pooled features have no context at all). A
+clip shorter than a window fills its window as `EmbedConfig.short_clip` says (tiled by
+default: zero padding is digital silence, unlike anything on a tape); a clip of several
+windows is represented by the mean of its windows' embeddings. Similarity is the cosine of the angle between embeddings.
 
 Outputs in `output_dir`, each written under a temporary name and renamed when complete:
-* `embeddings.npy`: float32 [N, d_lstm_units], one row per window, in corpus order
+* `embeddings.npy`: float32 [N, embedding size], one row per window, in corpus order
   (TFRecord files in manifest order, then audio files in `--input` order; windows in time
   order).
 * `metadata.tsv`: header `file<TAB>start_s<TAB>label`, then row i describes row i of
@@ -71,6 +73,7 @@ from orca_gan import records
 from orca_gan import spectral
 
 CONTEXTS = ('file', 'window')
+SHORT_CLIP_MODES = ('zeros', 'tile', 'noise_floor')
 
 # A call type of the Ford-Osborne catalogue in a file name: S (southern resident) or
 # N (northern resident), an optional '_' or '-', then the number; leading zeros are
@@ -113,7 +116,8 @@ class EmbedConfig:
       time, sorted call types best in every model bin/probe measured (README).
     context: 'file' (each file one sequence, LSTM state carried) or 'window' (every
       window from the zero state); for 'lstm' only.
-    pad_short: Keep recordings shorter than one window as one zero-padded window.
+    pad_short: Keep recordings shorter than one window as one padded window.
+    short_clip: How the rest of such a window is filled (`fill_short_window`).
     channel: 'mix' (mean of all channels) or a channel index ('0', '1', ...).
     num_workers: Audio files decoded and transformed at once.
     top_k: Windows listed in query_ranking.tsv.
@@ -123,6 +127,7 @@ class EmbedConfig:
   embedding: str = 'conv1_time_mean'
   context: str = 'file'
   pad_short: bool = True
+  short_clip: str = 'tile'
   channel: str = 'mix'
   num_workers: int = 2
   top_k: int = 20
@@ -133,6 +138,9 @@ class EmbedConfig:
     if self.context not in CONTEXTS:
       raise UsageError(f'--context must be one of {", ".join(CONTEXTS)}, got '
                        f'{self.context!r}')
+    if self.short_clip not in SHORT_CLIP_MODES:
+      raise UsageError(f'--short_clip must be one of {", ".join(SHORT_CLIP_MODES)}, '
+                       f'got {self.short_clip!r}')
     if self.channel != 'mix' and not self.channel.isdigit():
       raise UsageError("--channel must be 'mix' or a channel index, got "
                        f'{self.channel!r}')
@@ -293,17 +301,54 @@ def embed_windows(loaded_model, images, context: str = 'file',
 
 # ---------------------------------------------------------------------- the windows
 
+def fill_short_window(stored: np.ndarray, covered_s: float, window_s: float,
+                      mode: str) -> np.ndarray:
+  """The one window of a clip shorter than a window, its uncovered columns filled.
+
+  make_tfrecords pads a short clip with zeros: digital silence, the bottom of the dB
+  range, which no tape holds, so a short clip's window looks mostly like nothing a
+  model saw in training.
+
+  Args:
+    stored: [1, H, W] stored window (uint8) of the clip, starting with the clip.
+    covered_s: The clip's duration.
+    window_s: The window length.
+    mode: 'zeros' (as stored), 'tile' (the clip's columns repeated across the window)
+      or 'noise_floor' (each band's quietest covered value: the clip's own floor).
+
+  Returns:
+    [1, H, W], the same dtype.
+  """
+  if mode not in SHORT_CLIP_MODES:
+    raise ValueError(f'short-clip mode must be one of {SHORT_CLIP_MODES}, got {mode!r}')
+  width = stored.shape[-1]
+  covered = min(width, max(1, int(math.ceil(covered_s / window_s * width))))
+  if mode == 'zeros' or covered == width:
+    return stored
+  image = stored[0]
+  if mode == 'tile':
+    filled = image[:, np.arange(width) % covered]
+  else:
+    filled = image.copy()
+    filled[:, covered:] = image[:, :covered].min(axis=1, keepdims=True)
+  return filled[None]
+
+
 def audio_windows(path: str, transform: spectral.SpectrogramConfig, channel: str = 'mix',
-                  pad_short: bool = True) -> FileWindows:
-  """Decodes one audio file and computes its windows, exactly as make_tfrecords does.
+                  pad_short: bool = True, short_clip: str = 'zeros') -> FileWindows:
+  """Decodes one audio file and computes its windows, exactly as make_tfrecords does;
+  a file shorter than one window is filled as `short_clip` says (`fill_short_window`).
 
   Raises:
     audio_io.AudioError: The file cannot be used; the message says why.
   """
   converted = prepare_tfrecords.convert_file(path, prepare_tfrecords.PrepareConfig(
       transform=transform, channel=channel, pad_short=pad_short, storage_dtype='uint8'))
-  return FileWindows(path=path, stored=converted.stored,
-                     duration_s=converted.info.duration_s)
+  stored = converted.stored
+  if converted.padded:
+    stored = fill_short_window(stored, converted.info.duration_s, transform.window_s,
+                               short_clip)
+  return FileWindows(path=path, stored=stored, duration_s=converted.info.duration_s)
 
 
 def tfrecord_windows(tfrecord_dir: str, manifest: dict = None):
@@ -340,7 +385,7 @@ def tfrecord_windows(tfrecord_dir: str, manifest: dict = None):
 
 
 def embed_clip(loaded_model, path: str, config: EmbedConfig | None = None):
-  """The query embedding of a clip: the mean over its windows (zero-padded if short).
+  """The query embedding of a clip: the mean over its windows (filled if short).
 
   The clip is embedded like a corpus file under `config.context` (with 'file' context
   as its own sequence from the zero state).
@@ -353,7 +398,7 @@ def embed_clip(loaded_model, path: str, config: EmbedConfig | None = None):
   """
   config = config or EmbedConfig()
   clip = audio_windows(path, model_transform(loaded_model), config.channel,
-                       pad_short=True)
+                       pad_short=True, short_clip=config.short_clip)
   embeddings = embed_windows(loaded_model, clip.stored, config.context,
                              config.chunk_windows, config.embedding)
   return embeddings.mean(axis=0), len(embeddings)
@@ -528,7 +573,7 @@ def _audio_sources(paths, transform, config: EmbedConfig):
         for ahead in paths[i:i + config.num_workers + 1]:
           if ahead not in futures:
             futures[ahead] = pool.submit(audio_windows, ahead, transform, config.channel,
-                                         config.pad_short)
+                                         config.pad_short, config.short_clip)
         try:
           result = futures.pop(path).result()
         except audio_io.AudioError as e:

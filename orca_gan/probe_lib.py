@@ -66,6 +66,7 @@ class ProbeConfig:
   l2: float = 1e-2
   top_units: int = 5
   seed: int = 0
+  short_clip: str = 'tile'
 
   def __post_init__(self):
     if not self.model:
@@ -79,6 +80,9 @@ class ProbeConfig:
         raise UsageError(f'--{name} must be at least 1, got {getattr(self, name)}')
     if self.folds < 2:
       raise UsageError(f'--folds must be at least 2, got {self.folds}')
+    if self.short_clip not in embed_lib.SHORT_CLIP_MODES:
+      raise UsageError(f'--short_clip must be one of '
+                       f'{", ".join(embed_lib.SHORT_CLIP_MODES)}, got {self.short_clip!r}')
     if not self.l2 >= 0:
       raise UsageError(f'--l2 must be at least 0, got {self.l2}')
 
@@ -327,7 +331,8 @@ def _untrained_embedder(metadata: dict, seed: int):
   return embedder
 
 
-def file_features(paths, transform, embedders: dict, log=print) -> dict:
+def file_features(paths, transform, embedders: dict, log=print,
+                  short_clip: str = 'tile') -> dict:
   """{feature: float32 [len(paths), D]}: each file's mean over its windows.
 
   Args:
@@ -339,7 +344,8 @@ def file_features(paths, transform, embedders: dict, log=print) -> dict:
   rows = {}
   for number, path in enumerate(paths, start=1):
     try:
-      clip = embed_lib.audio_windows(path, transform, pad_short=True)
+      clip = embed_lib.audio_windows(path, transform, pad_short=True,
+                                     short_clip=short_clip)
     except audio_io.AudioError as e:
       raise UsageError(f'{path}: {e}') from e
     images = records.dequantize(clip.stored).numpy()            # [n, H, W]
@@ -441,10 +447,11 @@ def run(config: ProbeConfig, log=print) -> dict:
   paths = list(labels)
   features = file_features(paths, embed_lib.model_transform(model),
                            {'trained': _model_embedder(model), 'untrained': untrained},
-                           log)
+                           log, config.short_clip)
   report = {
       'model': config.model, 'step': metadata.get('step'),
       'files': len(paths), 'labels': sorted(set(labels.values())),
+      'short_clip': config.short_clip,
       'queries': len(queries), 'catalogue': len(catalogue),
       'similarity': 'cosine after z-scoring each dimension over all files; a file is '
                     'the mean of its windows',

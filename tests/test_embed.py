@@ -377,3 +377,29 @@ def test_pooled_embedding_is_per_window_and_named_in_errors(model, corpus, tmp_p
                            config=embed_lib.EmbedConfig(embedding='conv9'),
                            log=lambda line: None)
   assert not (tmp_path / 'out').exists()
+
+
+def test_short_clip_fills_the_uncovered_columns():
+  image = np.zeros([1, 4, 8], np.uint8)
+  image[0, :, :3] = [[10, 20, 30], [40, 50, 60], [70, 80, 90], [5, 6, 7]]
+  # 1.1 s of a 3 s window covers ceil(8 * 1.1 / 3) = 3 columns.
+  np.testing.assert_array_equal(
+      embed_lib.fill_short_window(image, 1.1, 3.0, 'zeros'), image)
+  tiled = embed_lib.fill_short_window(image, 1.1, 3.0, 'tile')
+  np.testing.assert_array_equal(tiled[0, 0], [10, 20, 30, 10, 20, 30, 10, 20])
+  floor = embed_lib.fill_short_window(image, 1.1, 3.0, 'noise_floor')
+  np.testing.assert_array_equal(floor[0, :, 3:], np.repeat([[10], [40], [70], [5]], 5, 1))
+  np.testing.assert_array_equal(floor[0, :, :3], image[0, :, :3])
+
+
+def test_short_clip_mode_reaches_the_windows(model, tmp_path):
+  clip = write_wav(tmp_path / 'S_2.wav', tone(1000, 1.0, 16000), 16000)
+  zeros = embed_lib.audio_windows(clip, TRANSFORM)
+  tiled = embed_lib.audio_windows(clip, TRANSFORM, short_clip='tile')
+  covered = int(np.ceil(TRANSFORM.image_size / 3))
+  np.testing.assert_array_equal(zeros.stored[0, :, :covered],
+                                tiled.stored[0, :, :covered])
+  assert zeros.stored[0, :, -1].max() == 0 and tiled.stored[0, :, -1].max() > 0
+  with pytest.raises(embed_lib.UsageError, match='--short_clip must be one of zeros, '
+                     'tile, noise_floor'):
+    embed_lib.EmbedConfig(short_clip='mirror')

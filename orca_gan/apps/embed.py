@@ -30,8 +30,11 @@ _HELP = {
     'context': "file: each file's windows are one sequence through the discriminator "
                'LSTM, its state carried window to window; window: every window from '
                'the zero state, independent of its neighbours.',
-    'pad_short': 'Keep recordings shorter than one window as one zero-padded window '
-                 '(call clips are short) instead of skipping them.',
+    'pad_short': 'Keep recordings shorter than one window as one padded window '
+                 '(call clips are short; see --short_clip) instead of skipping them.',
+    'short_clip': 'How a recording shorter than one window fills the rest of it: zeros '
+                  '(digital silence, as make_tfrecords pads), tile (the clip repeated) '
+                  'or noise_floor (each band at the clip\'s quietest level).',
     'channel': "'mix' (mean of channels) or a channel index.",
     'num_workers': 'Audio files decoded at once (one per core).',
     'top_k': 'Windows listed in query_ranking.tsv.',

@@ -25,6 +25,9 @@ flags.DEFINE_integer('folds', 5, 'Cross-validation folds (by file) of the linear
 flags.DEFINE_float('l2', 1e-2, 'L2 weight of the linear probe.')
 flags.DEFINE_integer('top_units', 5, 'Most predictive embedding units listed per label.')
 flags.DEFINE_integer('seed', 0, 'Seed of the untrained baseline and the folds.')
+flags.DEFINE_enum('short_clip', 'tile', ['zeros', 'tile', 'noise_floor'],
+                  'How a file shorter than one window fills the rest of it (as '
+                  'bin/embed --short_clip).')
 
 
 def main(argv):
@@ -35,7 +38,8 @@ def main(argv):
         model=FLAGS.model or '', untrained_model=FLAGS.untrained_model,
         queries=tuple(FLAGS.queries), catalogue=tuple(FLAGS.catalogue),
         labels_csv=FLAGS.labels_csv, output_dir=FLAGS.output_dir, k=FLAGS.k,
-        folds=FLAGS.folds, l2=FLAGS.l2, top_units=FLAGS.top_units, seed=FLAGS.seed)
+        folds=FLAGS.folds, l2=FLAGS.l2, top_units=FLAGS.top_units, seed=FLAGS.seed,
+        short_clip=FLAGS.short_clip)
     report = probe_lib.run(config, log=lambda line: print(line, flush=True))
   except probe_lib.UsageError as e:
     common.fail(str(e))
