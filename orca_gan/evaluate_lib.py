@@ -7,8 +7,9 @@ generator, reads every window of a make_tfrecords folder, and writes to `output_
   the real-vs-real references that make them readable:
   - `frechet_distance`: generated vs all real windows (`generated_vs_real`), and two
     distances at one sample size n (`feature_distances`): the real windows are split
-    into two halves by recording (`floor_split` 'recording'; by window, 'window',
-    when there is a single recording or a half would hold fewer than 2 windows),
+    into two halves by segments of at most `SEGMENT_WINDOWS` windows of a recording
+    (`floor_split` 'recording segment'; by window, 'window', when there is a single
+    segment or a half would hold fewer than 2 windows),
     n = min(generated windows, smaller half), and n windows are drawn from each half
     and from the generated ones. `real_vs_real_floor` compares the two real samples,
     `generated_vs_real_same_size` the generated sample with half b's. The estimate
@@ -227,24 +228,40 @@ def _unrelated_real_correlations(real: RealStatistics, seed: int) -> np.ndarray:
                                      real.kept_images[second[keep]])
 
 
-def split_real_halves(file_ids: np.ndarray, seed: int) -> tuple:
+# Units of the real-vs-real split: segments of a recording of at most this many
+# windows (3.2 minutes of 3-s windows).
+SEGMENT_WINDOWS = 64
+
+
+def split_real_halves(file_ids: np.ndarray, seed: int,
+                      window_indices: np.ndarray = None) -> tuple:
   """Splits the real windows into two halves by recording, as balanced as possible.
 
   Recordings are shuffled with `seed`, ordered by window count (largest first, ties
   in shuffled order) and each goes to the half with fewer windows so far (the
-  greedy partition). With a single recording, or when a half would hold fewer than
-  2 windows, the windows themselves are split at random into halves of N // 2 and
-  N - N // 2.
+  greedy partition). With `window_indices`, the units are segments of at most
+  `SEGMENT_WINDOWS` consecutive windows of a recording instead (one long tape and a
+  short clip would otherwise leave a half of a few windows; neighbours then meet
+  across a half only at segment ends). With a single unit, or when a half would hold
+  fewer than 2 windows, the windows themselves are split at random into halves of
+  N // 2 and N - N // 2.
 
   Args:
     file_ids: [N] recording of every real window.
     seed: Seed of the shuffle.
+    window_indices: [N] window number within its recording, or None.
 
   Returns:
-    (indices of half a, indices of half b, 'recording' or 'window'); the indices are
-    sorted and together cover 0 .. N - 1 once.
+    (indices of half a, indices of half b, 'recording', 'recording segment' or
+    'window'); the indices are sorted and together cover 0 .. N - 1 once.
   """
   file_ids = np.asarray(file_ids)
+  unit = 'recording'
+  if window_indices is not None:
+    segments = np.asarray(window_indices) // SEGMENT_WINDOWS
+    file_ids = np.unique(np.stack([file_ids, segments], axis=1), axis=0,
+                         return_inverse=True)[1].reshape(-1)
+    unit = 'recording segment'
   rng = np.random.default_rng([seed, 4])
   files, counts = np.unique(file_ids, return_counts=True)
   if len(files) >= 2:
@@ -259,14 +276,15 @@ def split_real_halves(file_ids: np.ndarray, seed: int) -> tuple:
         in_a.append(files[f])
     member_a = np.isin(file_ids, in_a)
     if min(sizes) >= 2:
-      return np.nonzero(member_a)[0], np.nonzero(~member_a)[0], 'recording'
+      return np.nonzero(member_a)[0], np.nonzero(~member_a)[0], unit
   order = rng.permutation(len(file_ids))
   middle = len(order) // 2
   return np.sort(order[:middle]), np.sort(order[middle:]), 'window'
 
 
 def feature_distances(gen_features: np.ndarray, real_features: np.ndarray,
-                      file_ids: np.ndarray, seed: int) -> tuple:
+                      file_ids: np.ndarray, seed: int,
+                      window_indices: np.ndarray = None) -> tuple:
   """Fréchet and kernel distances, generated vs real and real vs real, at one size.
 
   The real windows are split by `split_real_halves`; n = min(generated windows,
@@ -280,11 +298,13 @@ def feature_distances(gen_features: np.ndarray, real_features: np.ndarray,
     real_features: [N, D] of the real windows, N >= 4.
     file_ids: [N] recording of every real window.
     seed: Seed of the split and the samples.
+    window_indices: [N] window number within its recording: split by segments of
+      recordings (see `split_real_halves`).
 
   Returns:
     (`frechet_distance` dict, `kernel_distance` dict) of metrics.json.
   """
-  index_a, index_b, split = split_real_halves(file_ids, seed)
+  index_a, index_b, split = split_real_halves(file_ids, seed, window_indices)
   size = min(len(gen_features), len(index_a), len(index_b))
   rng = np.random.default_rng([seed, 5])
   gen_sample = _subsample(gen_features, size, rng)
@@ -340,7 +360,7 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   gen_features = metrics.window_features(gen_windows)
   real_features = real.features
   frechet, kernel = feature_distances(gen_features, real_features, real.file_ids,
-                                      config.seed)
+                                      config.seed, real.window_indices)
 
   gen_centroids = metrics.energy_centroids(gen_windows, transform, config.top_fraction)
   centroids = metrics.centroid_statistics(

@@ -85,8 +85,8 @@ def test_cli_writes_metrics_and_report(record_dir, export_dir, tmp_path):
   written = json.loads((out / 'metrics.json').read_text())
   assert written['windows'] == {'generated': 18, 'real': 12, 'real_files': 3}
   fd = written['frechet_distance']
-  # Recordings of 5, 4 and 3 windows: halves of 5 (one file) and 4 + 3.
-  assert fd['floor_split'] == 'recording'
+  # Recordings of 5, 4 and 3 windows (one segment each): halves of 5 and 4 + 3.
+  assert fd['floor_split'] == 'recording segment'
   assert fd['windows'] == {'generated': 18, 'real': 12, 'same_size': 5,
                            'same_size_generated': 5, 'real_half_a': 5,
                            'real_half_b': 7}
@@ -331,11 +331,24 @@ def test_compute_metrics_compares_equal_sizes_and_splits_by_recording():
                                        num_permutations=20)
   result, _ = evaluate_lib.compute_metrics(generated, real, TRANSFORM, config)
   fd = result['frechet_distance']
-  assert fd['floor_split'] == 'recording' and fd['windows']['same_size'] == 256
-  assert fd['windows']['real_half_a'] == fd['windows']['real_half_b'] == 1000
-  assert fd['recordings'] == {'real_half_a': 4, 'real_half_b': 4}
+  assert fd['floor_split'] == 'recording segment' and fd['windows']['same_size'] == 256
+  # 8 recordings of 250 windows, cut into segments of at most 64: balanced halves.
+  assert abs(fd['windows']['real_half_a'] - fd['windows']['real_half_b']) <= 64
+  assert fd['windows']['real_half_a'] + fd['windows']['real_half_b'] == 2000
   expected = evaluate_lib.feature_distances(
-      metrics.window_features(generated), real.features, file_ids, config.seed)
+      metrics.window_features(generated), real.features, file_ids, config.seed,
+      window_indices)
   assert (fd, result['kernel_distance']) == expected
   line = evaluate_lib.summary_line(evaluate_lib._jsonable(result), 'out')
-  assert '256 windows each, halves by recording), KID ' in line, line
+  assert '256 windows each, halves by recording segment), KID ' in line, line
+
+
+def test_a_long_tape_and_a_short_clip_split_by_segments():
+  """One 200-window recording and one of 6: by recording the smaller half would hold
+  6 windows; by segments both halves hold about 103, and no segment is cut."""
+  file_ids = np.repeat([0, 1], [200, 6])
+  window_indices = np.concatenate([np.arange(200), np.arange(6)])
+  a, b, split = evaluate_lib.split_real_halves(file_ids, 0, window_indices)
+  assert split == 'recording segment' and min(len(a), len(b)) >= 70
+  segment = file_ids * 1000 + window_indices // evaluate_lib.SEGMENT_WINDOWS
+  assert not set(segment[a]) & set(segment[b])
