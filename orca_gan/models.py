@@ -56,6 +56,9 @@ class ModelConfig:
     gf_dim: Channels of the generator's 4x4 seed; halved at every upsampling.
     df_dim: Channels of the discriminator's first convolution; doubled per block up
       to `8 * df_dim`.
+    minibatch_stddev: The discriminator sees, beside each image's 4x4 features, their
+      standard deviation over the batch (averaged to one number, as a constant extra
+      channel; Karras et al. 2018): a batch of near-copies is easy to call fake.
   """
   image_size: int = 128
   z_dim: int = 128
@@ -64,6 +67,7 @@ class ModelConfig:
   d_lstm_units: int = 256
   gf_dim: int = 256
   df_dim: int = 64
+  minibatch_stddev: bool = False
 
   def __post_init__(self):
     size = self.image_size
@@ -225,10 +229,20 @@ class Discriminator(keras.Model):
       new_state: float32 `(h, c)`, each [batch, d_lstm_units].
     """
     x = self.conv_blocks(images)[-1]                    # [b, 4, 4, c]
+    if self.config.minibatch_stddev:
+      x = _with_batch_stddev(x)                         # [b, 4, 4, c + 1]
     embedding, (h, c) = self.lstm_cell(self.flatten(x), list(state), training=training)
     logits = tf.squeeze(self.to_logit(embedding), axis=-1)  # [b]
     return (logits, tf.cast(embedding, tf.float32),
             (tf.cast(h, tf.float32), tf.cast(c, tf.float32)))
+
+
+def _with_batch_stddev(x):
+  """[b, h, w, c] -> [b, h, w, c + 1]: the mean over positions and channels of the
+  features' standard deviation over the batch, as a constant channel."""
+  std = tf.sqrt(tf.math.reduce_variance(tf.cast(x, tf.float32), axis=0) + 1e-8)
+  shape = tf.concat([tf.shape(x)[:3], [1]], axis=0)
+  return tf.concat([x, tf.cast(tf.fill(shape, tf.reduce_mean(std)), x.dtype)], axis=-1)
 
 
 def pooled_feature_names(config: ModelConfig) -> list:

@@ -72,6 +72,7 @@ class TrainConfig:
   d_lstm_units: int = 64
   gf_dim: int = 64
   df_dim: int = 16
+  minibatch_stddev: bool = False
   g_lr: float = 2e-4
   d_lr: float = 1e-4
   beta_1: float = 0.5
@@ -106,6 +107,9 @@ class TrainConfig:
     if self.loss not in losses.LOSSES:
       raise TrainingError(f'--loss must be one of {sorted(losses.LOSSES)}, got '
                           f'{self.loss!r}')
+    if self.minibatch_stddev and self.loss == 'wgan_gp':
+      raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
+                          "gradient penalty of --loss wgan_gp must not; use another loss")
     if self.jit_compile not in ('auto', 'true', 'false'):
       raise TrainingError(f'--jit_compile must be auto, true or false, got '
                           f'{self.jit_compile!r}')
@@ -133,7 +137,7 @@ class TrainConfig:
         image_size=image_size, z_dim=self.z_dim,
         fast_z=self.z_dim if self.fast_z < 0 else self.fast_z,
         g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
-        gf_dim=self.gf_dim, df_dim=self.df_dim)
+        gf_dim=self.gf_dim, df_dim=self.df_dim, minibatch_stddev=self.minibatch_stddev)
 
   @property
   def resolved_export_dir(self) -> str:

@@ -235,3 +235,25 @@ def test_sequence_functions_in_tf_function_with_unknown_dims():
     for g, w in zip(tf.nest.flatten(got),
                     tf.nest.flatten((images, logits, embeddings, g_state, d_state))):
       np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_minibatch_stddev_lets_d_see_the_batch_and_only_then():
+  images = tf.random.stateless_uniform([3, 16, 16, 1], [1, 2], -1.0, 1.0)
+  changed = tf.concat([images[:2], -images[2:]], axis=0)     # Only row 2 differs.
+  for stddev in (False, True):
+    config = models.ModelConfig(image_size=16, z_dim=4, fast_z=4, g_lstm_units=8,
+                                d_lstm_units=8, gf_dim=8, df_dim=4,
+                                minibatch_stddev=stddev)
+    keras.utils.set_random_seed(0)
+    discriminator = models.Discriminator(config)
+    state = discriminator.initial_state(3)
+    first = discriminator(images, state)[0].numpy()
+    second = discriminator(changed, state)[0].numpy()
+    # Row 0 is the same image both times: its score moves only through the batch.
+    assert (abs(first[0] - second[0]) > 1e-6) == stddev
+
+
+def test_minibatch_stddev_is_refused_with_the_gradient_penalty():
+  from orca_gan import trainers
+  with pytest.raises(trainers.TrainingError, match='--minibatch_stddev couples the rows'):
+    trainers.TrainConfig(minibatch_stddev=True, loss='wgan_gp')

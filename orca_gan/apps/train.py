@@ -27,6 +27,9 @@ _HELP = {
     'd_lstm_units': 'Discriminator LSTM units (the embedding size).',
     'gf_dim': 'Generator width.',
     'df_dim': 'Discriminator width.',
+    'minibatch_stddev': 'Give the discriminator the batch standard deviation of its '
+                        'last features (against generator collapse; per replica under '
+                        '--strategy mirrored; not with --loss wgan_gp).',
     'g_lr': 'Generator Adam learning rate.',
     'd_lr': 'Discriminator Adam learning rate.',
     'beta_1': 'Adam beta_1 for both.',
