@@ -39,13 +39,36 @@ from orca_gan import records
 # Fields that define what is learned and in which order: a resumed run must keep them.
 _FIXED_ON_RESUME = ('model', 'transform', 'loss', 'data')
 _DATA_FIELDS = ('batch_size', 'seq_len', 'd_steps', 'seed', 'shuffle_buffer',
-                'interleave_cycle')
+                'interleave_cycle', 'augment')
 # Losses whose non-finite value stops a run. Gradients are left out: under mixed
 # precision an overflowing gradient is the loss-scale optimizer's to handle.
 _CHECKED = ('d_loss', 'g_loss')
 # Seed streams folded into (seed, step) besides the generator's latents.
 _PENALTY_STREAM = 1
-_EXTRA_LATENTS_STREAM = 2
+_AUGMENT_STREAM = 2
+_EXTRA_LATENTS_STREAM = 3
+# --augment: gains are uniform in +-this many image units (0.1 = 5 dB at the default
+# -100..0 dB range).
+_AUGMENT_GAIN = 0.1
+
+
+def augment(images, shift, gain):
+  """Differentiable augmentation of what the discriminator sees (DiffAugment, Zhao et
+  al. 2020): each window rolled in time and made louder or quieter.
+
+  Args:
+    images: [b, H, W, 1] in [-1, 1].
+    shift: int32 [b], columns to roll each window by (circularly, along time).
+    gain: float32 [b], added to each window's values, then clipped to [-1, 1].
+
+  Returns:
+    [b, H, W, 1], differentiable w.r.t. `images`.
+  """
+  width = images.shape[2]
+  columns = tf.math.floormod(tf.range(width)[None, :] + shift[:, None], width)
+  rolled = tf.gather(images, columns, axis=2, batch_dims=1)
+  return tf.clip_by_value(rolled + tf.cast(gain, images.dtype)[:, None, None, None],
+                          -1.0, 1.0)
 
 
 class TrainingError(RuntimeError):
@@ -80,6 +103,7 @@ class TrainConfig:
   d_steps: int = 1
   gp_weight: float = 10.0
   seed: int = 0
+  augment: bool = False
   shuffle_buffer: int = 256       # Sequences; see data.sequence_dataset for memory.
   interleave_cycle: int = 16      # Shards (about one tape each) read at once.
   jit_compile: str = 'auto'       # auto: XLA on GPU only (benchmarks/train_bench.py).
@@ -346,7 +370,18 @@ class GanTrainer:
     penalty = tf.random.stateless_uniform(
         [config.seq_len, config.d_steps, config.batch_size, 1, 1, 1],
         self._seed(_PENALTY_STREAM), alg=models.RNG_ALGORITHM)
-    return {'z': z, 'penalty_weights': penalty}
+    noise = {'z': z, 'penalty_weights': penalty}
+    if config.augment:
+      # [seq_len, update (d_steps D updates, then G), real/generated, batch].
+      shape = [config.seq_len, config.d_steps + 1, 2, config.batch_size]
+      seed = self._seed(_AUGMENT_STREAM)
+      noise['shift'] = tf.random.stateless_uniform(
+          shape, tf.random.experimental.stateless_fold_in(seed, 0), 0,
+          self.model_config.image_size, tf.int32, alg=models.RNG_ALGORITHM)
+      noise['gain'] = tf.random.stateless_uniform(
+          shape, tf.random.experimental.stateless_fold_in(seed, 1), -_AUGMENT_GAIN,
+          _AUGMENT_GAIN, alg=models.RNG_ALGORITHM)
+    return noise
 
   def _replica_slice(self, global_value, axis=0):
     """This replica's share of a global batch (along `axis`)."""
@@ -440,6 +475,14 @@ class GanTrainer:
     z, *extra_z = [self._replica_slice(z) for z in noise['z']]
     penalty_weights = self._replica_slice(noise['penalty_weights'], axis=2)
     b = tf.shape(reals[0])[0]
+    if config.augment:
+      shifts, gains = (self._replica_slice(noise[k], axis=3) for k in ('shift', 'gain'))
+
+    def seen(images, t, update, kind):
+      """What the discriminator sees of `images` in this update (kind 0 real, 1 fake)."""
+      if not config.augment:
+        return images
+      return augment(images, shifts[t, update, kind], gains[t, update, kind])
 
     def time_step(t, carry):
       g_state, d_fake_state, d_real_states, sums = carry
@@ -454,11 +497,13 @@ class GanTrainer:
         d_fake = (fake if last else
                   self._fake_without_statistics(extra_z[j][:, t], g_state))
         d_metrics, d_norm, d_applied, d_real_states[j], new_fake_state = (
-            self._d_update(reals[j][:, t], tf.stop_gradient(d_fake), d_real_states[j],
+            self._d_update(seen(reals[j][:, t], t, j, 0),
+                           seen(tf.stop_gradient(d_fake), t, j, 1), d_real_states[j],
                            d_fake_state, penalty_weights[t, j]))
         sums['skipped_updates'] += 1.0 - tf.cast(d_applied, tf.float32)
       with g_tape:
-        fake_logits, _, _ = self.discriminator(fake, d_fake_state, training=True)
+        fake_logits, _, _ = self.discriminator(seen(fake, t, config.d_steps, 1),
+                                               d_fake_state, training=True)
         g_loss = self.generator_loss(fake_logits)
         scaled = self._scaled(g_loss, self.g_optimizer)
       variables = self.generator.trainable_variables

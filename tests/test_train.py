@@ -491,3 +491,27 @@ def test_resuming_past_the_profile_start_does_not_trace(record_dir, tmp_path):
   train_lib.train(quiet_trainer(tiny_config(record_dir, tmp_path, steps=4,
                                             profile_steps='1,3')))
   assert not (tmp_path / 'train' / 'plugins' / 'profile').exists()
+
+
+def test_augment_rolls_time_shifts_gain_and_passes_gradients():
+  images = tf.reshape(tf.range(2 * 2 * 4, dtype=tf.float32) / 20.0 - 0.5, [2, 2, 4, 1])
+  shift, gain = tf.constant([1, 3]), tf.constant([0.0, 0.9])
+  with tf.GradientTape() as tape:
+    tape.watch(images)
+    out = trainers.augment(images, shift, gain)
+  np.testing.assert_allclose(out[0, :, :, 0], np.roll(images[0, :, :, 0], -1, axis=1))
+  np.testing.assert_allclose(out[1, :, :, 0], np.minimum(
+      np.roll(images[1, :, :, 0], -3, axis=1) + 0.9, 1.0), rtol=1e-6)
+  grads = tape.gradient(out, images).numpy()
+  assert grads[0].min() == 1.0                      # Every pixel reaches D.
+  assert grads[1].max() == 1.0 and grads[1].min() == 0.0   # Clipped ones do not.
+
+
+def test_augmented_training_runs_and_differs(record_dir, tmp_path):
+  results = {}
+  for flag in (False, True):
+    trainer = quiet_trainer(tiny_config(record_dir, tmp_path / str(flag), steps=2,
+                                        augment=flag, save_every=10))
+    results[flag] = train_lib.train(trainer)
+  assert all(np.isfinite(v) for v in results[True].values())
+  assert results[True]['d_real'] != results[False]['d_real']

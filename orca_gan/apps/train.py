@@ -37,6 +37,9 @@ _HELP = {
     'd_steps': 'Discriminator updates per generator update.',
     'gp_weight': 'Gradient-penalty weight (wgan_gp).',
     'seed': 'Seed of latents, data order and initial weights.',
+    'augment': 'Differentiable augmentation (DiffAugment): every window the '
+               'discriminator sees, real or generated, is rolled in time by a random '
+               'amount and made up to 5 dB louder or quieter (for small corpora).',
     'shuffle_buffer': 'Sequences in the shuffle buffer (memory: this x seq_len windows, '
                       'also saved in every checkpoint).',
     'interleave_cycle': 'Shards (about one tape each) read at once; consecutive '
