@@ -443,6 +443,17 @@ def test_other_losses_train(record_dir, tmp_path, loss):
   assert (metrics['gradient_penalty'] > 0) == (loss == 'wgan_gp')
 
 
+def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
+  result = run_app('train', '--flagfile', os.path.join(REPO, 'configs', 'cpu.flags'),
+                   '--tfrecords', record_dir, '--logdir', str(tmp_path), '--steps', '1',
+                   '--batch_size', '2', '--seq_len', '2', '--z_dim', '8',
+                   '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16',
+                   '--df_dim', '8')
+  assert result.returncode == 0, result.stderr[-2000:]
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['train']['augment'] is True
+
+
 def test_cli_mixed_precision_runs(record_dir, tmp_path):
   result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
                    '--steps', '1', '--batch_size', '2', '--seq_len', '2', '--z_dim',
