@@ -73,7 +73,7 @@ def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int
 
   Raises:
     records.ManifestError: The folder is unusable, or no file is `seq_len` long.
-    ValueError: batch_size or seq_len below 1.
+    ValueError: batch_size, seq_len, shuffle_buffer or cycle_length below 1.
   """
   if min(batch_size, seq_len, shuffle_buffer, cycle_length) < 1:
     raise ValueError(f'batch_size, seq_len, shuffle_buffer and cycle_length must be at '

@@ -274,15 +274,11 @@ def embed_windows(loaded_model, images, context: str = 'file',
   """
   if context not in CONTEXTS:
     raise ValueError(f'context must be one of {CONTEXTS}, got {context!r}')
-  units = embedding_size(loaded_model, embedding)
+  if embedding != 'lstm':
+    return pooled_embeddings(loaded_model, images, chunk_windows)[embedding]
+  units = embedding_size(loaded_model)
   count = len(images)
   embeddings = np.empty([count, units], np.float32)
-  if embedding != 'lstm':
-    features = loaded_model.signatures['features']
-    for first in range(0, count, chunk_windows):
-      x = _model_input(images[first:first + chunk_windows])[None]     # [1, c, H, W, 1]
-      embeddings[first:first + x.shape[1]] = features(images=x)[embedding][0].numpy()
-    return embeddings
   if context == 'window':
     serve = loaded_model.signatures['serving_default']
     for first in range(0, count, chunk_windows):
@@ -297,6 +293,26 @@ def embed_windows(loaded_model, images, context: str = 'file',
     embeddings[first:first + x.shape[1]] = result['embeddings'][0].numpy()
     state_h, state_c = result['state_h'], result['state_c']
   return embeddings
+
+
+def pooled_embeddings(loaded_model, images, chunk_windows: int = 64) -> dict:
+  """Every pooled convolution feature of every window, from one pass of the model.
+
+  Args:
+    loaded_model: An exported discriminator with the `features` signature.
+    images: Shape [N, H, W], as for `embed_windows`.
+    chunk_windows: Windows per call of the model.
+
+  Returns:
+    {name: float32 [N, size]} for every name of `models.pooled_feature_names`.
+  """
+  features = loaded_model.signatures['features']
+  parts = {}
+  for first in range(0, len(images), chunk_windows):
+    x = _model_input(images[first:first + chunk_windows])[None]       # [1, c, H, W, 1]
+    for name, value in features(images=x).items():
+      parts.setdefault(name, []).append(value[0].numpy())
+  return {name: np.concatenate(value) for name, value in parts.items()}
 
 
 # ---------------------------------------------------------------------- the windows

@@ -31,6 +31,7 @@ same), and files are compared by cosine similarity. The scores:
 Labels come from file names (`embed_lib.label_from_filename`) or a CSV of path,label.
 """
 
+import collections
 import csv
 import dataclasses
 import glob
@@ -133,9 +134,7 @@ def labelled_from_names(paths, flag: str) -> dict:
 
 def check_classes(labels: dict, what: str) -> None:
   """At least two labels, each with at least two files."""
-  counts = {}
-  for label in labels.values():
-    counts[label] = counts.get(label, 0) + 1
+  counts = collections.Counter(labels.values())
   if len(counts) < 2:
     raise UsageError(f'{what}: every file has the label {next(iter(counts), "")!r}; '
                      'need at least two labels')
@@ -309,10 +308,14 @@ def predictive_units(features: np.ndarray, labels, top: int) -> dict:
 def _model_embedder(loaded_model):
   """[n, H, W] stored windows of one file -> {embedding: [n, D]} for every embedding
   an exported discriminator offers (LSTM with the file as one sequence)."""
-  names = embed_lib.embedding_names(loaded_model)
-  return lambda stored: {name: embed_lib.embed_windows(loaded_model, stored,
-                                                       embedding=name)
-                         for name in names}
+  pooled = 'features' in loaded_model.signatures  # Exports before pooled features: no.
+
+  def embedder(stored):
+    result = {'lstm': embed_lib.embed_windows(loaded_model, stored)}
+    if pooled:
+      result.update(embed_lib.pooled_embeddings(loaded_model, stored))
+    return result
+  return embedder
 
 
 def _untrained_embedder(metadata: dict, seed: int):
@@ -340,6 +343,8 @@ def file_features(paths, transform, embedders: dict, log=print,
     transform: The model's spectrogram transform.
     embedders: {prefix: function from `_model_embedder`/`_untrained_embedder`}; their
       features are named '<prefix> <embedding>'.
+    log: Progress lines.
+    short_clip: How files shorter than a window fill it (`embed_lib.fill_short_window`).
   """
   rows = {}
   for number, path in enumerate(paths, start=1):
@@ -420,9 +425,7 @@ def run(config: ProbeConfig, log=print) -> dict:
   else:
     # A call type recorded once cannot be classified leave-one-out; it still counts
     # in retrieval.
-    counts = {}
-    for label in labels.values():
-      counts[label] = counts.get(label, 0) + 1
+    counts = collections.Counter(labels.values())
     left_out = sorted(label for label, n in counts.items() if n < 2)
     check_classes({p: l for p, l in labels.items() if l not in left_out},
                   '--queries/--catalogue (labels with two or more files)')
