@@ -7,13 +7,21 @@ an hour-long tape is decoded in bounded memory, chunk by chunk, inside a tf.data
 tensorflow-io decodes a truncated or internally corrupt mp3 without complaint (it simply
 returns fewer samples) and stops at an ID3 tag in the middle of a stream. `open_audio`
 therefore checks an mp3's frame chain itself before decoding, so such files are reported
-instead of silently shortened.
+instead of silently shortened. A wav whose header claims more samples than the file holds
+(a recorder that died mid-write) makes tensorflow-io fail when it reaches the end of the
+data; `open_audio` reads the header itself and keeps the samples that are there.
+
+File names are whatever the file system holds: a name that is not valid UTF-8 reaches
+Python as a str with surrogate escapes (PEP 383), goes to TensorFlow as the original
+bytes (`os.fsencode`), and is shown with the bad bytes escaped (`display_path`).
 """
 
 import dataclasses
 import glob
 import os
 import re
+import stat
+import struct
 import threading
 
 import numpy as np
@@ -33,16 +41,23 @@ class InputError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class AudioInfo:
+  """What an audio file holds; `note` says what was done about a defect ('' if none)."""
   path: str
   sample_rate_hz: int
   num_samples: int
   channels: int
   dtype: tf.DType
   format: str
+  note: str = ''
 
   @property
   def duration_s(self) -> float:
     return self.num_samples / self.sample_rate_hz
+
+
+def display_path(path: str) -> str:
+  """The path as printable text: bytes that are not UTF-8 shown as \\xNN escapes."""
+  return os.fsencode(path).decode('utf-8', 'backslashreplace')
 
 
 def expand_inputs(inputs) -> list:
@@ -156,6 +171,34 @@ def check_mp3_stream(path: str) -> None:
     frames += 1
 
 
+def wav_data_frames(path: str):
+  """(frames the header claims, frames the file holds) of a RIFF/WAVE file.
+
+  Returns None when the file is not a plain RIFF/WAVE file with a fmt and a data chunk
+  (tensorflow-io then reports what is wrong) or when it is RF64 or streamed (size
+  0xFFFFFFFF: the header makes no claim).
+  """
+  with open(path, 'rb') as f:
+    if f.read(4) != b'RIFF' or len(f.read(4)) != 4 or f.read(4) != b'WAVE':
+      return None
+    block_align = None
+    while True:
+      header = f.read(8)
+      if len(header) < 8:
+        return None
+      chunk, size = header[:4], struct.unpack('<I', header[4:])[0]
+      if chunk == b'fmt ' and size >= 16:
+        fmt = f.read(size + size % 2)
+        block_align = struct.unpack('<H', fmt[12:14])[0]
+      elif chunk == b'data':
+        if not block_align or size == 0xFFFFFFFF:
+          return None
+        held = os.fstat(f.fileno()).st_size - f.tell()
+        return size // block_align, min(size, max(held, 0)) // block_align
+      else:
+        f.seek(size + size % 2, os.SEEK_CUR)
+
+
 def open_audio(path: str):
   """Opens an audio file for chunked decoding.
 
@@ -173,28 +216,46 @@ def open_audio(path: str):
     raise AudioError(f"unknown extension '{ext}' (expected one of "
                      f"{', '.join(AUDIO_EXTENSIONS)})")
   try:
+    mode = os.stat(path).st_mode
+  except OSError as e:
+    raise AudioError(f'cannot read: {e.strerror}') from e
+  if not stat.S_ISREG(mode):
+    kind = ('a folder' if stat.S_ISDIR(mode) else 'a named pipe' if stat.S_ISFIFO(mode)
+            else 'a socket' if stat.S_ISSOCK(mode) else 'a device')
+    # Opening a pipe would wait for a writer forever.
+    raise AudioError(f'not a regular file ({kind})')
+  frames = None
+  try:
     with open(path, 'rb') as f:
       empty = not f.read(1)
+    if ext == '.mp3' and not empty:
+      check_mp3_stream(path)
+    if ext == '.wav' and not empty:
+      frames = wav_data_frames(path)
   except OSError as e:
     raise AudioError(f'cannot read: {e.strerror}') from e
   if empty:
     raise AudioError('empty file (0 bytes)')
-  if ext == '.mp3':
-    check_mp3_stream(path)
   try:
     # The init op's kernel owns one reader and re-opens it on every call; TensorFlow
     # caches eager kernels by their attributes, so two threads calling it with the same
     # attributes would share (and clobber) one reader. A name per thread gives each
     # thread its own, reused file after file, so nothing accumulates.
     resource = core_ops.io_audio_readable_init(
-        path, shared_name=f'orca_gan_audio_reader_{threading.get_ident()}')
+        os.fsencode(path), shared_name=f'orca_gan_audio_reader_{threading.get_ident()}')
     shape, dtype, rate = core_ops.io_audio_readable_spec(resource)
   except tf.errors.OpError as e:
     raise AudioError(f'not a decodable {ext[1:]} file (tensorflow-io: '
                      f'{_op_message(e)})') from e
   num_samples, channels = (int(v) for v in shape.numpy())
+  note = ''
+  if frames and frames[1] < min(frames[0], num_samples):
+    note = (f'truncated: the header claims {frames[0]} samples, the file holds '
+            f'{frames[1]}; kept those')
+    num_samples = frames[1]
   info = AudioInfo(path=path, sample_rate_hz=int(rate.numpy()), num_samples=num_samples,
-                   channels=channels, dtype=tf.as_dtype(dtype.numpy()), format=ext[1:])
+                   channels=channels, dtype=tf.as_dtype(dtype.numpy()), format=ext[1:],
+                   note=note)
   if info.sample_rate_hz <= 0 or num_samples <= 0 or channels <= 0:
     raise AudioError(f'no audio in the stream ({num_samples} samples, {channels} '
                      f'channels at {info.sample_rate_hz} Hz)')
@@ -252,7 +313,8 @@ def segment_dataset(resource, info: AudioInfo, bounds, channel: str) -> tf.data.
     channel: 'mix' (mean of channels) or a channel index as a string.
 
   Returns:
-    Dataset of float32 [stop - start] segments, in order.
+    Dataset of (float32 [stop - start] segment, int32 count of its samples that were NaN
+    or Inf in the file), in order.
   """
   select = channel_selector(channel, info)
   num_samples = info.num_samples
@@ -262,8 +324,13 @@ def segment_dataset(resource, info: AudioInfo, bounds, channel: str) -> tf.data.
     lo = tf.clip_by_value(start, 0, num_samples)
     hi = tf.clip_by_value(stop, 0, num_samples)
     samples = core_ops.io_audio_readable_read(resource, lo, hi, dtype=info.dtype)
+    if samples.dtype.is_floating:
+      non_finite = tf.size(samples) - tf.math.count_nonzero(
+          tf.math.is_finite(samples), dtype=tf.int32)
+    else:
+      non_finite = tf.constant(0)
     mono = select(_to_float(samples))
-    return tf.pad(mono, [[lo - start, stop - hi]])
+    return tf.pad(mono, [[lo - start, stop - hi]]), non_finite
 
   bounds = np.asarray(bounds, np.int64).reshape(-1, 2)
   # A sequential map: the decoder behind the resource is sequential. tf.data's

@@ -68,6 +68,7 @@ import tensorflow as tf
 
 from orca_gan import audio_io
 from orca_gan import export_lib
+from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
 from orca_gan import spectral
@@ -453,8 +454,8 @@ def _format_seconds(seconds: float) -> str:
   return f'{seconds:.6f}'.rstrip('0').rstrip('.')
 
 
-def _tsv_field(text: str) -> str:
-  return re.sub(r'[\t\r\n]', ' ', text)
+def _tsv_field(path: str) -> str:
+  return re.sub(r'[\t\r\n]', ' ', audio_io.display_path(path))
 
 
 class _Staging:
@@ -637,7 +638,7 @@ def _embed_all(loaded_model, paths, tfrecord_dir: str, manifest: dict,
   with contextlib.closing(decoded):
     for path, windows in itertools.chain(stored, decoded):
       if isinstance(windows, audio_io.AudioError):
-        log(f'skipping {path}: {windows}')
+        log(f'skipping {audio_io.display_path(path)}: {windows}')
         summary.skipped += 1
         progress.update(path, 0.0)
         continue
@@ -710,35 +711,36 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str = N
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
     raise UsageError(f'--output_dir {output_dir}: cannot create ({e.strerror})') from e
-  staging = _Staging(output_dir)
-  try:
+  with fileio.lock_folder(output_dir, '--output_dir', 'embed'):
+    staging = _Staging(output_dir)
     try:
-      raw_path = staging.path('embeddings.raw', scratch=True)
-    except OSError as e:
-      raise UsageError(f'--output_dir {output_dir}: not writable ({e.strerror})') from e
-    metadata_path = staging.path(METADATA_TSV)
-    with open(raw_path, 'wb') as raw, open(metadata_path, 'w') as metadata:
-      metadata.write(_METADATA_HEADER)
-      _embed_all(loaded_model, paths, tfrecord_dir, manifest, config, raw, metadata,
-                 summary, log, progress_every_s)
-    if summary.windows == 0:
-      raise NothingEmbeddedError('no file was embedded (see the reasons above)'
-                                 if summary.skipped else
-                                 f'--tfrecords {tfrecord_dir} holds no windows')
-    npy_path = staging.path(EMBEDDINGS_NPY)
-    _write_npy(raw_path, npy_path, summary.windows, summary.units)
-    embeddings = np.load(npy_path, mmap_mode='r')
-    summary.projector_rows = _write_projector(staging, embeddings, metadata_path,
-                                              config.projector_max_rows)
-    if query_embedding is not None:
-      summary.ranking = _write_ranking(staging, embeddings, metadata_path,
-                                       query_embedding, config.top_k)
-    del embeddings  # Closes the memmap before the rename.
-    staging.commit()
-  except BaseException:
-    staging.discard()
-    if created and os.path.isdir(output_dir) and not os.listdir(output_dir):
-      os.rmdir(output_dir)
-    raise
+      try:
+        raw_path = staging.path('embeddings.raw', scratch=True)
+      except OSError as e:
+        raise UsageError(f'--output_dir {output_dir}: not writable ({e.strerror})') from e
+      metadata_path = staging.path(METADATA_TSV)
+      with open(raw_path, 'wb') as raw, open(metadata_path, 'w') as metadata:
+        metadata.write(_METADATA_HEADER)
+        _embed_all(loaded_model, paths, tfrecord_dir, manifest, config, raw, metadata,
+                   summary, log, progress_every_s)
+      if summary.windows == 0:
+        raise NothingEmbeddedError('no file was embedded (see the reasons above)'
+                                   if summary.skipped else
+                                   f'--tfrecords {tfrecord_dir} holds no windows')
+      npy_path = staging.path(EMBEDDINGS_NPY)
+      _write_npy(raw_path, npy_path, summary.windows, summary.units)
+      embeddings = np.load(npy_path, mmap_mode='r')
+      summary.projector_rows = _write_projector(staging, embeddings, metadata_path,
+                                                config.projector_max_rows)
+      if query_embedding is not None:
+        summary.ranking = _write_ranking(staging, embeddings, metadata_path,
+                                         query_embedding, config.top_k)
+      del embeddings  # Closes the memmap before the rename.
+      staging.commit()
+    except BaseException:
+      staging.discard()
+      if created:
+        fileio.remove_if_empty(output_dir)
+      raise
   summary.wall_s = time.monotonic() - start
   return summary

@@ -248,7 +248,12 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
   try:
     for kind, module in modules.items():
       staged[kind] = tempfile.mkdtemp(prefix=f'.{kind}.', suffix='.tmp', dir=export_dir)
-      tf.saved_model.save(module, staged[kind], signatures=module.signatures())
+      try:
+        tf.saved_model.save(module, staged[kind], signatures=module.signatures())
+      except tf.errors.OpError as e:  # E.g. the disk is full.
+        raise OSError(f'{os.path.join(export_dir, kind)}: cannot write the SavedModel '
+                      f'({_first_line(e.message)}); the earlier export there, if any, '
+                      'is unchanged') from None
     paths = {}
     for kind, staging in staged.items():
       paths[kind] = os.path.join(export_dir, kind)
@@ -284,9 +289,15 @@ def _load_saved_model(path: str):
     raise ValueError(f'{path}: not an orca_gan SavedModel (no saved_model.pb)')
   try:
     return tf.saved_model.load(path)
-  except (OSError, tf.errors.OpError) as e:  # E.g. a corrupt saved_model.pb.
-    reason = (str(e).strip() or type(e).__name__).splitlines()[0]
-    raise ValueError(f'{path}: not an orca_gan SavedModel ({reason})') from e
+  # A damaged SavedModel surfaces as many exception types (OpError for a corrupt
+  # saved_model.pb, IndexError "Read less bytes than requested" for truncated variables).
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'{path}: not an orca_gan SavedModel, or damaged '
+                     f'({_first_line(str(e)) or type(e).__name__})') from None
+
+
+def _first_line(message: str) -> str:
+  return message.strip().split('\n')[0].split('[Op:')[0].strip()
 
 
 def _metadata_of(loaded, path: str) -> dict:

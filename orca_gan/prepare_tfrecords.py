@@ -13,6 +13,7 @@ command converts only what is missing. A file's windows never straddle two shard
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 import orca_gan
 from orca_gan import audio_io
+from orca_gan import fileio
 from orca_gan import records
 from orca_gan import spectral
 
@@ -154,13 +156,27 @@ def convert_file(path: str, config: PrepareConfig) -> ConvertedFile:
   bounds = [spectral.segment_bounds(f, n, geometry) for f, n in zip(firsts, sizes)]
   segments = audio_io.segment_dataset(resource, info, bounds, config.channel)
   fn = _stored_spectrogram_fn(transform, info.sample_rate_hz, config.storage_dtype)
-  chunks = []
+  chunks, reason = [], None
+  iterator = iter(segments)
   try:
-    for segment, first, size in zip(segments, firsts, sizes):
+    for first, size in zip(firsts, sizes):
+      segment, non_finite = next(iterator)
+      if non_finite:
+        reason = (f'{int(non_finite)} samples are NaN or Inf in the '
+                  f'{size * transform.window_s:g} s from '
+                  f'{first * transform.window_s:g} s')
+        break
       offsets = spectral.frame_offsets(first, size, transform, geometry)
       chunks.append(fn(segment, offsets).numpy())
   except tf.errors.OpError as e:
-    raise audio_io.AudioError(audio_io.op_error_reason(e)) from e
+    reason = audio_io.op_error_reason(e)
+  # The iterator, and the read it may have in flight, must be gone before this thread
+  # opens its next file on the same reader (`audio_io.open_audio`). Deleting the last
+  # reference deletes the iterator at once, which waits for its prefetch thread; the
+  # error (whose traceback holds the iterator) is gone with the except clause.
+  del iterator
+  if reason:
+    raise audio_io.AudioError(reason)
   padded = info.num_samples < transform.window_s * info.sample_rate_hz
   return ConvertedFile(info=info, stored=np.concatenate(chunks), padded=padded)
 
@@ -251,14 +267,24 @@ class _ShardWriter:
         compression_type='GZIP' if self._config.compression == 'GZIP' else '')
     self._writer = tf.io.TFRecordWriter(self._tmp, options)
 
+  @contextlib.contextmanager
+  def _writing(self):
+    """Turns a failed write into one `fileio.WriteError` naming the shard."""
+    try:
+      yield
+    except (OSError, tf.errors.OpError) as e:
+      raise fileio.WriteError(f'{os.path.join(self._dir, self._name)}: cannot write '
+                              f'({fileio.os_reason(e)})') from None
+
   def add(self, converted: ConvertedFile) -> None:
     if self._writer is None:
       self._open()
     file_id = len(self._manifest['files']) + len(self._pending)
     window_s = self._config.transform.window_s
-    for index, image in enumerate(converted.stored):
-      self._writer.write(records.serialize_window(
-          image.tobytes(), file_id, index, index * window_s))
+    with self._writing():
+      for index, image in enumerate(converted.stored):
+        self._writer.write(records.serialize_window(
+            image.tobytes(), file_id, index, index * window_s))
     info = converted.info
     self._pending.append({
         'file_id': file_id,
@@ -270,6 +296,7 @@ class _ShardWriter:
         'channels': info.channels,
         'windows': len(converted.stored),
         'padded': converted.padded,
+        **({'note': info.note} if info.note else {}),
         'shard': self._name,
         'shard_offset': self._windows,
     })
@@ -281,7 +308,8 @@ class _ShardWriter:
     """Makes the open shard visible: close, rename, list it in the manifest."""
     if self._writer is None:
       return
-    self._writer.close()
+    with self._writing():
+      self._writer.close()
     os.replace(self._tmp, os.path.join(self._dir, self._name))
     self._manifest['shards'].append({
         'path': self._name, 'windows': self._windows,
@@ -294,7 +322,8 @@ class _ShardWriter:
   def abort(self) -> None:
     """Drops the open shard; its files will be converted again by a rerun."""
     if self._writer is not None:
-      self._writer.close()
+      with contextlib.suppress(OSError, tf.errors.OpError):
+        self._writer.close()
       os.remove(self._tmp)
       self._writer, self._pending, self._windows = None, [], 0
 
@@ -370,6 +399,13 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = None, log=_s
   if not paths:
     raise UsageError('--input: no audio files (.wav, .flac, .ogg, .mp3) found')
   _check_output_dir(output_dir)
+  with fileio.lock_folder(output_dir, '--output_dir', 'make_tfrecords'):
+    return _convert(paths, output_dir, config, log, progress_every_s, start)
+
+
+def _convert(paths, output_dir: str, config: PrepareConfig, log, progress_every_s: float,
+             start: float) -> RunSummary:
+  """`make_tfrecords` once the output folder is locked."""
   manifest = _load_or_start_manifest(output_dir, config)
   _remove_leftovers(output_dir, manifest, log)
   done = {f['path'] for f in manifest['files']}
@@ -394,12 +430,14 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = None, log=_s
         try:
           converted = futures.pop(path).result()
         except audio_io.AudioError as e:
-          log(f'skipping {path}: {e}')
+          log(f'skipping {audio_io.display_path(path)}: {e}')
           skipped[path] = {'path': path, 'reason': str(e)}
           summary.skipped += 1
           progress.update(path, 0.0)
           continue
         skipped.pop(path, None)
+        if converted.info.note:
+          log(f'{audio_io.display_path(path)}: {converted.info.note}')
         writer.add(converted)
         summary.converted += 1
         summary.windows += len(converted.stored)

@@ -5,6 +5,7 @@ Everything a reader needs (transform, storage dtype, compression, shards, files)
 the manifest; nothing is taken from defaults in code.
 """
 
+import contextlib
 import json
 import os
 import uuid
@@ -140,3 +141,41 @@ def read_manifest(tfrecord_dir: str) -> dict:
 def manifest_config(manifest: dict) -> spectral.SpectrogramConfig:
   return spectral.SpectrogramConfig.from_dict(manifest['transform'])
 
+
+
+def check_shards(tfrecord_dir: str, manifest: dict) -> None:
+  """Reads every listed shard to its end, one at a time.
+
+  Raises:
+    ManifestError: Naming the first shard that is corrupt, truncated, or holds another
+      number of windows than the manifest lists.
+  """
+  for shard in manifest['shards']:
+    path = os.path.join(tfrecord_dir, shard['path'])
+    count = 0
+    try:
+      for batch in tf.data.TFRecordDataset(path, compression_type(manifest)).batch(1024):
+        count += int(batch.shape[0])
+    except tf.errors.OpError as e:
+      raise ManifestError(f'{path}: corrupt or truncated shard ({_reason(e)}, after '
+                          f'{count} of its {shard["windows"]} windows); make the '
+                          'records again') from None
+    if count != shard['windows']:
+      raise ManifestError(f'{path}: holds {count} windows, the manifest lists '
+                          f'{shard["windows"]}; make the records again')
+
+
+@contextlib.contextmanager
+def naming_bad_shards(tfrecord_dir: str, manifest: dict = None):
+  """Turns a data-loss error from reading the records into a ManifestError that names
+  the shard (found by `check_shards`, which runs only then)."""
+  try:
+    yield
+  except tf.errors.DataLossError as e:
+    check_shards(tfrecord_dir, manifest or read_manifest(tfrecord_dir))
+    raise ManifestError(f'{tfrecord_dir}: unreadable records ({_reason(e)})') from None
+
+
+def _reason(error: tf.errors.OpError) -> str:
+  """An op error's message without TensorFlow's node and op decorations."""
+  return ' '.join(error.message.split('[Op:')[0].split('}}')[-1].split())

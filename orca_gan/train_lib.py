@@ -19,6 +19,7 @@ import time
 import tensorflow as tf
 
 from orca_gan import data
+from orca_gan import records
 from orca_gan import trainers
 
 _GRID_SEQUENCES = 4
@@ -160,7 +161,7 @@ def train(trainer: trainers.GanTrainer) -> dict:
   trainer.save_run_config()
   loop = _Loop(trainer)
   try:
-    with deferred_interrupts() as interrupted:
+    with deferred_interrupts() as interrupted, records.naming_bad_shards(config.tfrecords):
       while loop.step < config.steps:
         loop.profiler()
         count = loop.steps_to_next_action()

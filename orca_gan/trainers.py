@@ -25,8 +25,10 @@ computes what an uninterrupted one would have.
 
 import contextlib
 import dataclasses
+import glob
 import json
 import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -218,6 +220,7 @@ class GanTrainer:
     except ValueError as e:
       raise TrainingError(str(e)) from e
     self._check_run_config()
+    _check_memory(config, self.model_config)
 
     self.strategy = (tf.distribute.MirroredStrategy() if config.strategy == 'mirrored'
                      else tf.distribute.get_strategy())
@@ -590,8 +593,12 @@ class GanTrainer:
   # ---------------------------------------------------------------- checkpoints
 
   def restore(self) -> None:
-    """Resumes from the newest readable checkpoint, falling back to older ones."""
-    candidates = list(reversed(self.manager.checkpoints))
+    """Resumes from the newest readable checkpoint, falling back to older ones.
+
+    The candidates are those the manager's index file lists and those on disk: a
+    damaged index must not hide them (and start the run again from step 0).
+    """
+    candidates = _checkpoints_newest_first(self.manager)
     for path in candidates:
       try:
         checkpoint = self.checkpoint
@@ -618,7 +625,24 @@ class GanTrainer:
                           'them away to start afresh')
 
   def save(self) -> str:
-    return self.manager.save(checkpoint_number=self.current_step)
+    """Writes checkpoint ckpt-<step>; on failure removes what it wrote of it.
+
+    Raises:
+      TrainingError: It could not be written (e.g. the disk is full); the message
+        names it. The earlier checkpoints are unchanged.
+    """
+    prefix = os.path.join(self.manager.directory, f'ckpt-{self.current_step}')
+    try:
+      return self.manager.save(checkpoint_number=self.current_step)
+    except (OSError, tf.errors.OpError) as e:
+      for leftover in glob.glob(glob.escape(prefix) + '[._]*'):
+        if os.path.isdir(leftover):
+          shutil.rmtree(leftover, ignore_errors=True)
+        else:
+          os.remove(leftover)
+      reason = e.message if isinstance(e, tf.errors.OpError) else e.strerror or str(e)
+      raise TrainingError(f'{prefix}: cannot write the checkpoint ({" ".join(reason.split())}'
+                          '); the earlier checkpoints are unchanged') from None
 
   # ---------------------------------------------------------------- pictures
 
@@ -636,6 +660,59 @@ class GanTrainer:
                               self.config.seq_len, self.model_config)
     generated, _ = models.generate_sequence(self.generator, z)
     return image_grid(generated, real_seq)
+
+
+# What a training process holds besides its batches: TensorFlow, the traced step, the
+# models (benchmarks/train_bench.py: 792 MB peak RSS for the demo run in all).
+_RUNTIME_BYTES = 600 * 2**20
+
+
+def memory_estimate(config: TrainConfig, model_config: models.ModelConfig) -> int:
+  """Rough bytes of memory a run needs (host and device together): the runtime, the
+  input pipeline's buffers, and the activations one time step keeps for its gradients.
+  """
+  mc = model_config
+  pixels = mc.image_size**2
+  windows = config.batch_size * config.seq_len
+  # Stored (uint8) windows: the shuffle buffer, the interleaved shards' readers; then
+  # each batch as float32, real and generated, with one prefetched.
+  inputs = (config.shuffle_buffer * config.seq_len * pixels +
+            config.interleave_cycle * 16 * 2**20 + 3 * 4 * windows * pixels)
+  # Elements of the feature maps: the generator from 4x4 up, the discriminator down
+  # (on a real and a generated batch); ~8 float32 tensors kept per element (inputs,
+  # normalised and activated values, their gradients).
+  g_maps = sum(16 * 4**r * max(mc.gf_dim >> r, 1) for r in range(mc.num_resolutions))
+  d_maps = sum(pixels // 4**(i + 1) * mc.df_dim * min(2**i, 8)
+               for i in range(mc.num_resolutions))
+  activations = 8 * 4 * config.batch_size * config.d_steps * (g_maps + pixels + 2 * d_maps)
+  return _RUNTIME_BYTES + inputs + activations
+
+
+def _check_memory(config: TrainConfig, model_config: models.ModelConfig) -> None:
+  """Refuses settings whose estimated memory exceeds this machine's (before any work)."""
+  need = memory_estimate(config, model_config)
+  have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  if need > have:
+    raise TrainingError(
+        f'--batch_size {config.batch_size}, --seq_len {config.seq_len} and '
+        f'--shuffle_buffer {config.shuffle_buffer} need about {_gib(need)} of memory; '
+        f'this machine has {_gib(have)}')
+
+
+def _gib(size: int) -> str:
+  return f'{size / 2**30:,.1f} GiB'
+
+
+def _checkpoints_newest_first(manager: tf.train.CheckpointManager) -> list:
+  """Checkpoint prefixes listed by the manager or found on disk, newest first."""
+  found = {}
+  for prefix in manager.checkpoints + glob.glob(
+      os.path.join(glob.escape(manager.directory), 'ckpt-*.index')):
+    prefix = prefix.removesuffix('.index')
+    number = prefix.rsplit('-', 1)[-1]
+    if number.isdigit():
+      found[int(number)] = prefix
+  return [found[n] for n in sorted(found, reverse=True)]
 
 
 def _has_input_position(path: str) -> bool:

@@ -1,6 +1,7 @@
 """Helpers for the tests: tiny audio writers and running the apps."""
 
 import os
+import struct
 import subprocess
 import sys
 import wave
@@ -52,3 +53,80 @@ def transform(audio, sample_rate_hz, config=None):
   offsets = spectral.frame_offsets(0, count, config, geometry)
   return spectral.audio_to_images(tf.constant(segment), tf.constant(offsets), config,
                                   sample_rate_hz).numpy()
+
+
+def write_float_wav(path, audio, sample_rate_hz):
+  """Writes mono audio as a 32-bit float wav (format 3), NaN and Inf kept."""
+  payload = np.asarray(audio, '<f4').tobytes()
+  header = (b'RIFF' + struct.pack('<I', 36 + len(payload)) + b'WAVE' +
+            b'fmt ' + struct.pack('<IHHIIHH', 16, 3, 1, sample_rate_hz,
+                                  4 * sample_rate_hz, 4, 32) +
+            b'data' + struct.pack('<I', len(payload)))
+  with open(path, 'wb') as f:
+    f.write(header + payload)
+  return str(path)
+
+
+def hostile_folder(folder, sample_rate_hz=16000, duration_s=40.0):
+  """A folder of what archives hold besides good audio; returns {kind: path}.
+
+  good: a 16-bit wav; lying_header: a 16-bit wav whose header claims twice the samples
+  the file holds; float32: a float wav; nan: a float wav with NaN and Inf samples;
+  not_utf8: a good wav whose name is not valid UTF-8; fifo: a named pipe called *.wav.
+  """
+  os.makedirs(folder, exist_ok=True)
+  audio = tone(1000, duration_s, sample_rate_hz, 0.3)
+  paths = {
+      'good': write_wav(os.path.join(folder, 'good.wav'), audio, sample_rate_hz),
+      'lying_header': write_wav(os.path.join(folder, 'lying.wav'), audio,
+                                sample_rate_hz),
+      'float32': write_float_wav(os.path.join(folder, 'float.wav'), audio,
+                                 sample_rate_hz),
+  }
+  os.truncate(paths['lying_header'], 44 + len(audio))  # Half of the 2-byte samples.
+  bad = audio.copy()
+  bad[::7], bad[3::11] = np.nan, np.inf
+  paths['nan'] = write_float_wav(os.path.join(folder, 'nan.wav'), bad, sample_rate_hz)
+  paths['not_utf8'] = write_wav(os.fsdecode(os.path.join(os.fsencode(folder),
+                                                         b'caf\xe9.wav')),
+                                audio, sample_rate_hz)
+  paths['fifo'] = os.path.join(folder, 'pipe.wav')
+  os.mkfifo(paths['fifo'])
+  return paths
+
+
+def make_bad_files(folder, shared_bench_mp3=None):
+  """Writes one file per kind of bad input; returns {name: expected reason regex}."""
+  folder = str(folder)
+  expected = {}
+
+  def put(name, data, reason):
+    with open(os.path.join(folder, name), 'wb') as f:
+      f.write(data)
+    expected[name] = reason
+
+  put('empty.mp3', b'', r'empty file \(0 bytes\)')
+  put('text.mp3', b'these are field notes, not audio\n' * 20, 'not an mp3 stream')
+  put('text.wav', b'these are field notes, not audio\n' * 20, 'not a decodable wav')
+  put('image.flac', b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 20, 'not a decodable flac')
+  put('notes.txt', b'hello', "unknown extension '.txt'")
+  write_wav(os.path.join(folder, 'short.wav'), tone(440, 1.0, 16000), 16000)
+  expected['short.wav'] = r'shorter than one window \(1.00 s < 3 s'
+  if shared_bench_mp3:
+    with open(shared_bench_mp3, 'rb') as f:
+      head = f.read(200_000)
+    put('truncated.mp3', head[:150_001], 'truncated mp3')
+    corrupt = bytearray(head)
+    corrupt[50_000:60_000] = np.random.default_rng(0).integers(0, 256, 10_000,
+                                                               dtype=np.uint8).tobytes()
+    put('corrupt.mp3', bytes(corrupt), 'corrupt mp3: frame sync lost')
+  return expected
+
+
+def scene(duration_s, sample_rate_hz, seed):
+  """Tones that change every second plus noise: every window differs."""
+  rng = np.random.default_rng(seed)
+  parts = [tone(rng.uniform(300, 7500), 1.0, sample_rate_hz, rng.uniform(0.05, 0.5))
+           for _ in range(int(duration_s))]
+  audio = np.concatenate(parts)
+  return (audio + rng.normal(0, 0.01, audio.shape)).astype(np.float32)

@@ -8,7 +8,7 @@ import pytest
 
 from orca_gan import audio_io
 from orca_gan import prepare_tfrecords
-from tests.helpers import tone, write_wav
+from tests.helpers import make_bad_files, tone, write_wav
 
 FORMATS = ('mp3', 'flac', 'ogg')
 
@@ -71,41 +71,13 @@ def test_missing_channel_is_reported(stereo_wav):
     prepare_tfrecords.convert_file(stereo_wav, config)
 
 
-def make_bad_files(folder, shared_bench_mp3=None):
-  """Writes one file per kind of bad input; returns {name: expected reason regex}."""
-  folder = str(folder)
-  expected = {}
-
-  def put(name, data, reason):
-    with open(os.path.join(folder, name), 'wb') as f:
-      f.write(data)
-    expected[name] = reason
-
-  put('empty.mp3', b'', r'empty file \(0 bytes\)')
-  put('text.mp3', b'these are field notes, not audio\n' * 20, 'not an mp3 stream')
-  put('text.wav', b'these are field notes, not audio\n' * 20, 'not a decodable wav')
-  put('image.flac', b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 20, 'not a decodable flac')
-  put('notes.txt', b'hello', "unknown extension '.txt'")
-  write_wav(os.path.join(folder, 'short.wav'), tone(440, 1.0, 16000), 16000)
-  expected['short.wav'] = r'shorter than one window \(1.00 s < 3 s'
-  if shared_bench_mp3:
-    with open(shared_bench_mp3, 'rb') as f:
-      head = f.read(200_000)
-    put('truncated.mp3', head[:150_001], 'truncated mp3')
-    corrupt = bytearray(head)
-    corrupt[50_000:60_000] = np.random.default_rng(0).integers(0, 256, 10_000,
-                                                               dtype=np.uint8).tobytes()
-    put('corrupt.mp3', bytes(corrupt), 'corrupt mp3: frame sync lost')
-  return expected
-
-
 def test_bad_files_get_one_line_reasons(tmp_path, shared_data):
   expected = make_bad_files(tmp_path, os.path.join(shared_data, 'bench',
                                                    'orca_scene_10min.mp3'))
   os.symlink(tmp_path / 'nowhere.wav', tmp_path / 'dangling.wav')
   expected['dangling.wav'] = 'cannot read: No such file'
   os.mkdir(tmp_path / 'folder.ogg')
-  expected['folder.ogg'] = 'cannot read: Is a directory'
+  expected['folder.ogg'] = r'not a regular file \(a folder\)'
   config = prepare_tfrecords.PrepareConfig()
   for name, reason in expected.items():
     with pytest.raises(audio_io.AudioError, match=reason) as raised:

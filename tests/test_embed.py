@@ -23,9 +23,7 @@ from orca_gan import models
 from orca_gan import prepare_tfrecords
 from orca_gan import records
 from orca_gan import spectral
-from tests.helpers import REPO, tone, write_wav
-from tests.test_audio_io import make_bad_files
-from tests.test_prepare_tfrecords import scene
+from tests.helpers import REPO, hostile_folder, make_bad_files, run_app, scene, tone, write_wav
 
 TINY = models.ModelConfig(image_size=32, z_dim=8, fast_z=8, g_lstm_units=16,
                           d_lstm_units=16, gf_dim=16, df_dim=8)

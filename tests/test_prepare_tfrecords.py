@@ -3,25 +3,20 @@
 import json
 import os
 import re
+import resource
+import signal
+import subprocess
+import sys
 import wave
 
 import numpy as np
 import pytest
 
 from orca_gan import data
+from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
-from tests.helpers import run_app, tone, transform, write_wav
-from tests.test_audio_io import make_bad_files
-
-
-def scene(duration_s, sample_rate_hz, seed):
-  """Tones that change every second plus noise: every window differs."""
-  rng = np.random.default_rng(seed)
-  parts = [tone(rng.uniform(300, 7500), 1.0, sample_rate_hz, rng.uniform(0.05, 0.5))
-           for _ in range(int(duration_s))]
-  audio = np.concatenate(parts)
-  return (audio + rng.normal(0, 0.01, audio.shape)).astype(np.float32)
+from tests.helpers import hostile_folder, make_bad_files, run_app, scene, tone, transform, write_wav
 
 
 @pytest.fixture
@@ -211,3 +206,109 @@ def test_reader_rejects_missing_or_broken_folders(tmp_path):
   (tmp_path / 'manifest.json').write_text('{"format": "something else"}')
   with pytest.raises(records.ManifestError, match='not an orca_gan.tfrecords/1'):
     records.read_manifest(str(tmp_path))
+
+
+def test_hostile_folder_converts_every_usable_file(tmp_path):
+  paths = hostile_folder(str(tmp_path / 'audio'))
+  out = tmp_path / 'records'
+  result = run_app('make_tfrecords', '--input', str(tmp_path / 'audio'), '--output_dir',
+                   str(out), timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith('make_tfrecords: converted 4 files, skipped 2,')
+  manifest = records.read_manifest(str(out))
+  files = {f['path']: f for f in manifest['files']}
+  assert set(files) == {paths[k] for k in ('good', 'lying_header', 'float32',
+                                           'not_utf8')}
+  # The lying header's valid half is kept, and the truncation noted.
+  assert files[paths['lying_header']]['windows'] == 6
+  assert files[paths['good']]['windows'] == 13
+  assert 'header claims 640000 samples, the file holds 320000' in (
+      files[paths['lying_header']]['note'])
+  assert 'truncated' in result.stderr
+  skipped = {s['path']: s['reason'] for s in manifest['skipped']}
+  assert skipped == {paths['fifo']: 'not a regular file (a named pipe)',
+                     paths['nan']: skipped[paths['nan']]}
+  assert re.match(r'\d+ samples are NaN or Inf', skipped[paths['nan']])
+  assert r'caf\xe9.wav' not in result.stderr  # Converted, so not mentioned ...
+  windows = list(data.read_windows(str(out)).as_numpy_iterator())
+  assert len(windows) == sum(f['windows'] for f in files.values())
+  assert all(np.isfinite(w['image']).all() for w in windows)
+  # ... and a rerun finds every file done, whatever its name.
+  again = run_app('make_tfrecords', '--input', str(tmp_path / 'audio'), '--output_dir',
+                  str(out), timeout=120)
+  assert again.returncode == 0 and '4 already done' in again.stdout, again.stderr
+
+
+_READ_AFTER_FAILED_DECODE = '''
+import os, sys
+from orca_gan import audio_io, prepare_tfrecords
+lying, other, out = sys.argv[1:]
+# As before the header check: the decoder is sent past the end of the data and fails
+# mid-file, with reads still queued behind the failing one.
+audio_io.wav_data_frames = lambda path: None
+config = prepare_tfrecords.PrepareConfig(num_workers=1, chunk_windows=4)
+for i in range(20):
+  summary = prepare_tfrecords.make_tfrecords(
+      [lying, other], os.path.join(out, str(i)), config, log=lambda line: None)
+  assert (summary.skipped, summary.converted) == (1, 1), summary
+print('ok')
+'''
+
+
+def test_a_failed_decode_leaves_no_read_in_flight(tmp_path):
+  # The reader is reused by the next file on the thread: a read of the failed file
+  # still queued then ran on a float reader with int16 and aborted the process.
+  paths = hostile_folder(str(tmp_path))
+  result = subprocess.run(
+      [sys.executable, '-c', _READ_AFTER_FAILED_DECODE, paths['lying_header'],
+       paths['float32'], str(tmp_path / 'out')], capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-2000:]
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(audio_dir, tmp_path):
+  out = tmp_path / 'records'
+  with fileio.lock_folder(str(out), '--output_dir', 'make_tfrecords'):
+    result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir',
+                     str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f'error: --output_dir {out} is in use by another process (make_tfrecords, pid '
+        f'{os.getpid()}); wait for it to finish or choose another folder']
+    assert not (out / 'manifest.json').exists()
+  # The lock dies with its holder, even killed: nothing is ever stale.
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys, time; from orca_gan import fileio\n'
+       f'with fileio.lock_folder({str(out)!r}, "--output_dir", "x"):\n'
+       '  print("locked", flush=True); time.sleep(600)'],
+      stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline().strip() == 'locked'
+  assert run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir',
+                 str(out)).returncode == 2
+  holder.kill()
+  holder.wait()
+  result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir', str(out))
+  assert result.returncode == 0, result.stderr
+
+
+def test_disk_full_names_the_path_and_leaves_nothing_half_written(audio_dir, tmp_path):
+  out = tmp_path / 'records'
+  # A file-size limit: writes past it fail with EFBIG, as on a full disk.
+  result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir', str(out),
+                   '--compression', 'NONE', preexec_fn=_limit_file_size(100_000))
+  assert result.returncode == 1, result.stderr
+  message = result.stderr.strip().splitlines()[-1]
+  assert message.startswith(f'error: {out}/shard-00000.tfrecord: cannot write'), message
+  assert not [n for n in os.listdir(out) if n.endswith('.tmp')]
+  manifest = records.read_manifest(str(out))
+  assert manifest['files'] == [] and manifest['shards'] == []
+  result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir', str(out),
+                   '--compression', 'NONE')
+  assert result.returncode == 0 and 'converted 4 files' in result.stdout, result.stderr
+
+
+def _limit_file_size(size):
+  def limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+  return limit

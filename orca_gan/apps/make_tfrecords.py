@@ -33,6 +33,7 @@ def main(argv):
   common.start(argv, '; give files with --input')
   if not FLAGS.input:
     common.fail('--input is required (a file, folder or glob; repeatable)')
+  from orca_gan import fileio
   from orca_gan import prepare_tfrecords
   from orca_gan import spectral
   try:
@@ -44,6 +45,8 @@ def main(argv):
         storage_dtype=FLAGS.storage_dtype, compression=FLAGS.compression,
         windows_per_shard=FLAGS.windows_per_shard, num_workers=FLAGS.num_workers)
     summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
+  except fileio.WriteError as e:
+    common.fail(str(e), status=1)
   except (ValueError, OSError) as e:
     common.fail(str(e))
   except KeyboardInterrupt:

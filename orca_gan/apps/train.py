@@ -70,6 +70,7 @@ _define_flags()
 def main(argv):
   common.start(argv)
   from orca_gan import export_lib
+  from orca_gan import fileio
   from orca_gan import train_lib
   from orca_gan import trainers
   try:
@@ -77,14 +78,15 @@ def main(argv):
   except trainers.TrainingError as e:
     common.fail(str(e))  # A bad flag value: a usage error.
   try:
-    trainer = trainers.GanTrainer(config)
-    print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
-          f'{config.logdir}', flush=True)
-    metrics = train_lib.train(trainer)
-    paths = export_lib.export_models(
-        trainer.generator, trainer.discriminator, trainer.model_config,
-        trainer.transform, config.resolved_export_dir,
-        extra_metadata={'step': trainer.current_step})
+    with fileio.lock_folder(config.logdir, '--logdir', 'train'):
+      trainer = trainers.GanTrainer(config)
+      print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
+            f'{config.logdir}', flush=True)
+      metrics = train_lib.train(trainer)
+      paths = export_lib.export_models(
+          trainer.generator, trainer.discriminator, trainer.model_config,
+          trainer.transform, config.resolved_export_dir,
+          extra_metadata={'step': trainer.current_step})
   except trainers.TrainingError as e:
     common.fail(str(e), status=1)
   except (ValueError, OSError) as e:
