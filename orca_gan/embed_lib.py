@@ -387,16 +387,17 @@ def tfrecord_windows(tfrecord_dir: str, manifest: dict = None):
                        duration_s=float(entry['duration_s']))
 
   current, parts = None, []
-  for batch in dataset.as_numpy_iterator():
-    ids = batch[records.FILE_ID]
-    splits = np.flatnonzero(np.diff(ids)) + 1
-    for run_ids, run_images in zip(np.split(ids, splits),
-                                   np.split(batch['image'], splits)):
-      if run_ids[0] != current and parts:
-        yield finish(current, parts)
-        parts = []
-      current = run_ids[0]
-      parts.append(run_images)
+  with records.naming_bad_shards(tfrecord_dir, manifest):
+    for batch in dataset.as_numpy_iterator():
+      ids = batch[records.FILE_ID]
+      splits = np.flatnonzero(np.diff(ids)) + 1
+      for run_ids, run_images in zip(np.split(ids, splits),
+                                     np.split(batch['image'], splits)):
+        if run_ids[0] != current and parts:
+          yield finish(current, parts)
+          parts = []
+        current = run_ids[0]
+        parts.append(run_images)
   if parts:
     yield finish(current, parts)
 

@@ -631,8 +631,13 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
                        config.seed)
   log(f'evaluate: generated {config.num_sequences} sequences of {config.seq_len} '
       f'windows; reading {config.tfrecords}')
-  real = read_real(config.tfrecords, manifest, transform, config.top_fraction,
-                   config.seed)
+  try:
+    with records.naming_bad_shards(config.tfrecords, manifest):
+      real = read_real(config.tfrecords, manifest, transform, config.top_fraction,
+                       config.seed)
+      shown = real_sequences_for_report(config, manifest)
+  except records.ManifestError as e:
+    raise EvaluationError(str(e)) from None
   result, arrays = compute_metrics(generated, real, transform, config)
   result = {
       'model': os.path.abspath(config.model),
@@ -647,8 +652,7 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
   result = _jsonable(result)
   # Both files are rendered in memory first: a failure up to here leaves no output.
   png = io.BytesIO()
-  render_report(png, result, arrays, generated,
-                real_sequences_for_report(config, manifest), transform,
+  render_report(png, result, arrays, generated, shown, transform,
                 title=f'{config.model} vs {config.tfrecords}')
   contents = {'metrics.json': (json.dumps(result, indent=1) + '\n').encode('utf-8'),
               'report.png': png.getvalue()}

@@ -14,12 +14,16 @@ import os
 LOCK_FILE = '.orca_gan.lock'
 
 
-class FolderInUseError(OSError):
-  """Another process holds the folder's lock; the message names it."""
+class OutputError(OSError):
+  """An output folder or file cannot be written now; the message says which and why."""
 
 
-class WriteError(OSError):
-  """An output could not be written (e.g. the disk is full); the message names it."""
+class FolderInUseError(OutputError):
+  """Another process holds the folder's lock."""
+
+
+class WriteError(OutputError):
+  """An output could not be written (e.g. the disk is full)."""
 
 
 def os_reason(error: Exception) -> str:

@@ -1,6 +1,8 @@
 """Helpers for the tests: tiny audio writers and running the apps."""
 
+import glob
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -130,3 +132,23 @@ def scene(duration_s, sample_rate_hz, seed):
            for _ in range(int(duration_s))]
   audio = np.concatenate(parts)
   return (audio + rng.normal(0, 0.01, audio.shape)).astype(np.float32)
+
+
+def damaged_records(record_dir, dest, how):
+  """A copy of a make_tfrecords folder whose first shard is damaged; returns the shard.
+
+  how: 'flip' (bytes in the middle inverted) or 'truncate' (cut to half its size).
+  """
+  shutil.copytree(record_dir, dest)
+  shard = sorted(glob.glob(os.path.join(dest, 'shard-*')))[0]
+  with open(shard, 'r+b') as f:
+    payload = bytearray(f.read())
+    if how == 'flip':
+      middle = len(payload) // 2
+      payload[middle:middle + 64] = bytes(255 - b for b in payload[middle:middle + 64])
+    else:
+      payload = payload[:len(payload) // 2]
+    f.seek(0)
+    f.truncate()
+    f.write(payload)
+  return shard

@@ -19,11 +19,13 @@ from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from orca_gan import embed_lib
 from orca_gan import export_lib
+from orca_gan import fileio
 from orca_gan import models
 from orca_gan import prepare_tfrecords
 from orca_gan import records
 from orca_gan import spectral
-from tests.helpers import REPO, hostile_folder, make_bad_files, run_app, scene, tone, write_wav
+from tests.helpers import (REPO, damaged_records, hostile_folder, make_bad_files, scene, tone,
+                           write_wav)
 
 TINY = models.ModelConfig(image_size=32, z_dim=8, fast_z=8, g_lstm_units=16,
                           d_lstm_units=16, gf_dim=16, df_dim=8)
@@ -401,3 +403,43 @@ def test_short_clip_mode_reaches_the_windows(model, tmp_path):
   with pytest.raises(embed_lib.UsageError, match='--short_clip must be one of zeros, '
                      'tile, noise_floor'):
     embed_lib.EmbedConfig(short_clip='mirror')
+
+
+def test_hostile_folder_embeds_every_usable_file(model, tmp_path):
+  paths = hostile_folder(str(tmp_path / 'audio'))
+  lines = []
+  summary = embed_lib.embed_corpus(model, str(tmp_path / 'out'),
+                                   inputs=[str(tmp_path / 'audio')], log=lines.append)
+  assert (summary.files, summary.skipped) == (4, 2), lines
+  skipped = sorted(line for line in lines if line.startswith('skipping'))
+  assert skipped[0] == f'skipping {paths["nan"]}: ' + skipped[0].split(': ', 1)[1]
+  assert skipped[1] == f'skipping {paths["fifo"]}: not a regular file (a named pipe)'
+  files = {line.split('\t')[0] for line in
+           (tmp_path / 'out' / embed_lib.METADATA_TSV).read_text().splitlines()[1:]}
+  assert os.path.join(str(tmp_path / 'audio'), r'caf\xe9.wav') in files
+  assert len(files) == 4
+
+
+@pytest.mark.parametrize('how', ['flip', 'truncate'])
+def test_damaged_shard_is_named_and_nothing_written(model, corpus, tmp_path, how):
+  records_dir = tmp_path / 'records'
+  prepare_tfrecords.make_tfrecords(
+      [str(corpus)], str(tmp_path / 'good'),
+      prepare_tfrecords.PrepareConfig(transform=TRANSFORM), log=lambda line: None)
+  shard = damaged_records(str(tmp_path / 'good'), str(records_dir), how)
+  with pytest.raises(records.ManifestError,
+                     match=f'^{re.escape(shard)}: corrupt or truncated shard'):
+    embed_lib.embed_corpus(model, str(tmp_path / 'out'), tfrecord_dir=str(records_dir),
+                           log=lambda line: None)
+  assert not (tmp_path / 'out').exists()
+
+
+def test_a_second_writer_is_refused(model, corpus, tmp_path):
+  out = tmp_path / 'out'
+  with fileio.lock_folder(str(out), '--output_dir', 'embed'):
+    with pytest.raises(fileio.FolderInUseError, match=f'in use by another process '
+                       rf'\(embed, pid {os.getpid()}\)'):
+      embed_lib.embed_corpus(model, str(out), inputs=[str(corpus)],
+                             log=lambda line: None)
+    assert os.listdir(out) == [fileio.LOCK_FILE]
+  assert not out.exists()

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import shutil
 
 import keras
@@ -16,7 +17,7 @@ from orca_gan import metrics
 from orca_gan import models
 from orca_gan import prepare_tfrecords
 from orca_gan import spectral
-from tests.helpers import run_app, tone, write_wav
+from tests.helpers import damaged_records, run_app, tone, write_wav
 
 SAMPLE_RATE_HZ = 16000
 TRANSFORM = spectral.SpectrogramConfig(image_size=32)
@@ -352,3 +353,16 @@ def test_a_long_tape_and_a_short_clip_split_by_segments():
   assert split == 'recording segment' and min(len(a), len(b)) >= 70
   segment = file_ids * 1000 + window_indices // evaluate_lib.SEGMENT_WINDOWS
   assert not set(segment[a]) & set(segment[b])
+
+
+@pytest.mark.parametrize('how', ['flip', 'truncate'])
+def test_damaged_shard_is_named_and_nothing_written(record_dir, export_dir, tmp_path,
+                                                    how):
+  shard = damaged_records(record_dir, str(tmp_path / 'records'), how)
+  config = evaluate_lib.EvaluateConfig(
+      model=export_dir['generator'], tfrecords=str(tmp_path / 'records'),
+      output_dir=str(tmp_path / 'out'), num_sequences=4, seq_len=2)
+  with pytest.raises(evaluate_lib.EvaluationError,
+                     match=f'^{re.escape(shard)}: corrupt or truncated shard'):
+    evaluate_lib.evaluate(config, log=lambda line: None)
+  assert not (tmp_path / 'out').exists()

@@ -5,9 +5,11 @@ cannot be imported, and compared with the in-memory models.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ import orca_gan
 from orca_gan import export_lib
 from orca_gan import models
 from orca_gan import spectral
+from tests.helpers import run_app, write_wav
 
 TINY = models.ModelConfig(image_size=16, z_dim=8, fast_z=5, g_lstm_units=16,
                           d_lstm_units=16, gf_dim=16, df_dim=8)
@@ -364,3 +367,28 @@ def test_failed_rename_keeps_previous_export(exported, tmp_path, monkeypatch):
                              {'step': 2})
   monkeypatch.undo()
   _assert_export_holds(export_dir, generator, discriminator, step=1)
+
+
+@pytest.mark.parametrize('app, flags', [
+    ('generate', ['--num_sequences', '1', '--seq_len', '1']),
+    ('embed', ['--input', '{audio}']),
+])
+def test_truncated_variables_are_one_line_errors(exported, tmp_path, app, flags):
+  _, _, export_dir = exported
+  damaged = tmp_path / 'export'
+  shutil.copytree(export_dir, damaged)
+  kind = 'generator' if app == 'generate' else 'discriminator'
+  data = glob.glob(str(damaged / kind / 'variables' / 'variables.data-*'))[0]
+  os.truncate(data, os.path.getsize(data) // 2)
+  with pytest.raises(ValueError, match=f'^{re.escape(str(damaged / kind))}: not an '
+                     'orca_gan SavedModel, or damaged'):
+    export_lib.load(str(damaged / kind), kind)
+  audio = write_wav(tmp_path / 'a.wav', np.zeros(16000 * 3), 16000)
+  result = run_app(app, '--model', str(damaged / kind), '--output_dir',
+                   str(tmp_path / 'out'), *[f.format(audio=audio) for f in flags])
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2 and len(lines) == 1, result.stderr
+  assert re.match(rf'error: (--model )?{re.escape(str(damaged / kind))}: not an orca_gan '
+                  r'SavedModel, or damaged \(Read less bytes than requested\)$',
+                  lines[0]), lines
+  assert not (tmp_path / 'out').exists()

@@ -271,7 +271,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(audio_dir, tmp_path):
   with fileio.lock_folder(str(out), '--output_dir', 'make_tfrecords'):
     result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir',
                      str(out))
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f'error: --output_dir {out} is in use by another process (make_tfrecords, pid '
         f'{os.getpid()}); wait for it to finish or choose another folder']
@@ -284,7 +284,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(audio_dir, tmp_path):
       stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == 'locked'
   assert run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir',
-                 str(out)).returncode == 2
+                 str(out)).returncode == 1
   holder.kill()
   holder.wait()
   result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir', str(out))

@@ -4,6 +4,8 @@ import dataclasses
 import glob
 import json
 import os
+import re
+import resource
 import signal
 import subprocess
 import sys
@@ -14,12 +16,14 @@ import pytest
 import tensorflow as tf
 
 from orca_gan import data
+from orca_gan import fileio
 from orca_gan import models
 from orca_gan import prepare_tfrecords
+from orca_gan import records
 from orca_gan import spectral
 from orca_gan import train_lib
 from orca_gan import trainers
-from tests.helpers import REPO, run_app, write_wav
+from tests.helpers import REPO, damaged_records, run_app, write_wav
 
 SAMPLE_RATE_HZ = 16000
 IMAGE_SIZE = 32
@@ -321,6 +325,8 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
      2),
     (['--interleave_cycle', '0'], 'error: --interleave_cycle must be at least 1, '
      'got 0', 2),
+    (['--batch_size', '1000000000'], 'error: --batch_size 1000000000, --seq_len 4 and '
+     '--shuffle_buffer 256 need about 717,163.9 GiB of memory; this machine has', 1),
 ])
 def test_cli_bad_input_is_one_line_before_any_work(record_dir, tmp_path, flags,
                                                     message, status):
@@ -526,3 +532,79 @@ def test_augmented_training_runs_and_differs(record_dir, tmp_path):
     results[flag] = train_lib.train(trainer)
   assert all(np.isfinite(v) for v in results[True].values())
   assert results[True]['d_real'] != results[False]['d_real']
+
+
+def test_damaged_checkpoint_index_falls_back_to_the_checkpoints_on_disk(record_dir,
+                                                                        tmp_path):
+  train_lib.train(quiet_trainer(tiny_config(record_dir, tmp_path, steps=2)))
+  (tmp_path / 'checkpoints' / 'checkpoint').write_text('model_checkpoint_path: {{{\n')
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=3))
+  trainer.restore()
+  assert trainer.current_step == 2  # Not 0.
+  (tmp_path / 'checkpoints' / 'ckpt-2.index').write_bytes(b'')
+  lines = []
+  trainer = trainers.GanTrainer(tiny_config(record_dir, tmp_path, steps=3),
+                                log=lines.append)
+  trainer.restore()
+  assert trainer.current_step == 1
+  assert any('ckpt-2 is unreadable' in line for line in lines), lines
+
+
+@pytest.mark.parametrize('how', ['flip', 'truncate'])
+def test_damaged_shard_is_named(record_dir, tmp_path, how):
+  shard = damaged_records(record_dir, str(tmp_path / 'records'), how)
+  trainer = quiet_trainer(tiny_config(str(tmp_path / 'records'), tmp_path / 'run'))
+  with pytest.raises(records.ManifestError,
+                     match=f'^{re.escape(shard)}: corrupt or truncated shard'):
+    train_lib.train(trainer)
+
+
+def test_disk_full_while_saving_names_the_path_and_keeps_the_last_checkpoint(
+    record_dir, tmp_path):
+  logdir = tmp_path / 'run'
+  flags = ['--tfrecords', record_dir, '--logdir', str(logdir), '--batch_size', '4',
+           '--seq_len', '2', '--z_dim', '8', '--g_lstm_units', '16', '--d_lstm_units',
+           '16', '--gf_dim', '32', '--df_dim', '8', '--save_every', '2']
+  assert run_app('train', *flags, '--steps', '2').returncode == 0
+  checkpoints = logdir / 'checkpoints'
+  before = sorted(os.listdir(checkpoints))
+  data_size = os.path.getsize(glob.glob(str(checkpoints / 'ckpt-2.data-*'))[0])
+  # A file-size limit below a checkpoint's size: its write fails with EFBIG, as on a
+  # full disk; the small event and config files still fit.
+  result = run_app('train', *flags, '--steps', '4',
+                   preexec_fn=_limit_file_size(data_size // 2))
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert lines[-1].startswith(f'error: {checkpoints}/ckpt-4: cannot write the '
+                              'checkpoint ('), lines
+  assert sorted(os.listdir(checkpoints)) == before  # Nothing of ckpt-4 left.
+  export_size = sum(os.path.getsize(p) for p in glob.glob(
+      str(logdir / 'export' / 'generator' / 'variables' / '*')))
+  result = run_app('train', *flags, '--steps', '2',
+                   preexec_fn=_limit_file_size(export_size // 2))
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'error: {logdir}/export/generator: cannot write the SavedModel ('), result.stderr
+  assert sorted(os.listdir(logdir / 'export')) == ['discriminator', 'generator']
+  again = run_app('train', *flags, '--steps', '4')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert f'resumed from {checkpoints}/ckpt-2' in again.stdout + again.stderr
+
+
+def _limit_file_size(size):
+  def limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+  return limit
+
+
+def test_a_second_run_in_the_same_logdir_is_refused(record_dir, tmp_path):
+  logdir = tmp_path / 'run'
+  with fileio.lock_folder(str(logdir), '--logdir', 'train'):
+    result = run_app('train', '--tfrecords', record_dir, '--logdir', str(logdir),
+                     '--steps', '1')
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f'error: --logdir {logdir} is in use by another process (train, pid '
+        f'{os.getpid()}); wait for it to finish or choose another folder']
+    assert os.listdir(logdir) == [fileio.LOCK_FILE]

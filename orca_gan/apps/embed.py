@@ -62,6 +62,7 @@ def main(argv):
     common.fail('give audio with --input (a file, folder or glob; repeatable) and/or a '
                 'make_tfrecords folder with --tfrecords')
   from orca_gan import embed_lib
+  from orca_gan import fileio
   try:
     config = common.config_from_flags(embed_lib.EmbedConfig)
     try:
@@ -71,7 +72,7 @@ def main(argv):
     summary = embed_lib.embed_corpus(
         model, FLAGS.output_dir, inputs=FLAGS.input or [], tfrecord_dir=FLAGS.tfrecords,
         query=FLAGS.query, config=config, model_path=FLAGS.model)
-  except embed_lib.NothingEmbeddedError as e:
+  except (embed_lib.NothingEmbeddedError, fileio.OutputError) as e:
     common.fail(str(e), status=1)
   except (ValueError, OSError) as e:
     common.fail(str(e))

@@ -45,7 +45,7 @@ def main(argv):
         storage_dtype=FLAGS.storage_dtype, compression=FLAGS.compression,
         windows_per_shard=FLAGS.windows_per_shard, num_workers=FLAGS.num_workers)
     summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
-  except fileio.WriteError as e:
+  except fileio.OutputError as e:
     common.fail(str(e), status=1)
   except (ValueError, OSError) as e:
     common.fail(str(e))
