@@ -292,7 +292,7 @@ def _load_saved_model(path: str):
   # A damaged SavedModel surfaces as many exception types (OpError for a corrupt
   # saved_model.pb, IndexError "Read less bytes than requested" for truncated variables).
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'{path}: not an orca_gan SavedModel, or damaged '
+    raise ValueError(f'{path}: not an orca_gan SavedModel '
                      f'({_first_line(str(e)) or type(e).__name__})') from None
 
 
