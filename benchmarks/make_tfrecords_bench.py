@@ -343,12 +343,12 @@ def inprocess_child(path: str, repeats: str) -> None:
   fn = prepare_tfrecords._stored_spectrogram_fn(transform, info.sample_rate_hz,
                                                 config.storage_dtype)
   t = time.monotonic()
-  fn(segments[0], offsets[0]).numpy()
+  fn(segments[0], offsets[0])[0].numpy()
   res['spectrogram_trace_s'] = time.monotonic() - t
 
   def spectrogram():
     for segment, offset in zip(segments, offsets):
-      fn(segment, offset).numpy()
+      fn(segment, offset)[0].numpy()
 
   record('spectrogram', spectrogram)
 

@@ -313,8 +313,8 @@ def segment_dataset(resource, info: AudioInfo, bounds, channel: str) -> tf.data.
     channel: 'mix' (mean of channels) or a channel index as a string.
 
   Returns:
-    Dataset of (float32 [stop - start] segment, int32 count of its samples that were NaN
-    or Inf in the file), in order.
+    Dataset of float32 [stop - start] segments, in order (NaN and Inf samples of a float
+    file included).
   """
   select = channel_selector(channel, info)
   num_samples = info.num_samples
@@ -324,13 +324,8 @@ def segment_dataset(resource, info: AudioInfo, bounds, channel: str) -> tf.data.
     lo = tf.clip_by_value(start, 0, num_samples)
     hi = tf.clip_by_value(stop, 0, num_samples)
     samples = core_ops.io_audio_readable_read(resource, lo, hi, dtype=info.dtype)
-    if samples.dtype.is_floating:
-      non_finite = tf.size(samples) - tf.math.count_nonzero(
-          tf.math.is_finite(samples), dtype=tf.int32)
-    else:
-      non_finite = tf.constant(0)
     mono = select(_to_float(samples))
-    return tf.pad(mono, [[lo - start, stop - hi]]), non_finite
+    return tf.pad(mono, [[lo - start, stop - hi]])
 
   bounds = np.asarray(bounds, np.int64).reshape(-1, 2)
   # A sequential map: the decoder behind the resource is sequential. tf.data's

@@ -73,7 +73,8 @@ def hostile_folder(folder, sample_rate_hz=16000, duration_s=40.0):
   """A folder of what archives hold besides good audio; returns {kind: path}.
 
   good: a 16-bit wav; lying_header: a 16-bit wav whose header claims twice the samples
-  the file holds; float32: a float wav; nan: a float wav with NaN and Inf samples;
+  the file holds; float32: a float wav; nan: a float wav with NaN samples at 20 s and
+  an Inf near the end;
   not_utf8: a good wav whose name is not valid UTF-8; fifo: a named pipe called *.wav.
   """
   os.makedirs(folder, exist_ok=True)
@@ -86,8 +87,8 @@ def hostile_folder(folder, sample_rate_hz=16000, duration_s=40.0):
                                  sample_rate_hz),
   }
   os.truncate(paths['lying_header'], 44 + len(audio))  # Half of the 2-byte samples.
-  bad = audio.copy()
-  bad[::7], bad[3::11] = np.nan, np.inf
+  bad = audio.copy()  # 100 NaN samples at 20 s, one Inf near the end.
+  bad[20 * sample_rate_hz:20 * sample_rate_hz + 100], bad[-5] = np.nan, np.inf
   paths['nan'] = write_float_wav(os.path.join(folder, 'nan.wav'), bad, sample_rate_hz)
   paths['not_utf8'] = write_wav(os.fsdecode(os.path.join(os.fsencode(folder),
                                                          b'caf\xe9.wav')),
