@@ -18,7 +18,7 @@ RECORDS := $(DEMO)/user-tfrecords
 RUN := $(DEMO)/user-run
 endif
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test test-fast clean-demo
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ endif
 
 test: install
 	$(PY) -m pytest -q
+
+# The inner loop: everything but the tests marked slow (apps in subprocesses, training).
+test-fast: install
+	$(PY) -m pytest -q -m 'not slow'
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -11,10 +11,15 @@ import wave
 import numpy as np
 import tensorflow as tf
 
+from orca_gan import models
 from orca_gan import spectral
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), 'shared', 'data')
+# A model small enough to build, export and run in a second, and its transform.
+TINY_MODEL = models.ModelConfig(image_size=32, z_dim=8, fast_z=8, g_lstm_units=16,
+                                d_lstm_units=16, gf_dim=16, df_dim=8)
+TINY_TRANSFORM = spectral.SpectrogramConfig(image_size=32)
 
 
 def write_wav(path, audio, sample_rate_hz):

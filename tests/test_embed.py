@@ -9,42 +9,26 @@ import re
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from google.protobuf import text_format
 from tensorboard.plugins.projector import projector_plugin
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from orca_gan import embed_lib
-from orca_gan import export_lib
 from orca_gan import fileio
-from orca_gan import models
 from orca_gan import prepare_tfrecords
 from orca_gan import records
 from orca_gan import spectral
-from tests.helpers import (REPO, damaged_records, hostile_folder, make_bad_files, scene, tone,
-                           write_wav)
+from tests.helpers import (REPO, TINY_MODEL, TINY_TRANSFORM, damaged_records, hostile_folder,
+                           make_bad_files, scene, tone, write_wav)
 
-TINY = models.ModelConfig(image_size=32, z_dim=8, fast_z=8, g_lstm_units=16,
-                          d_lstm_units=16, gf_dim=16, df_dim=8)
-TRANSFORM = spectral.SpectrogramConfig(image_size=32)
+TINY = TINY_MODEL
+TRANSFORM = TINY_TRANSFORM
 # name: (duration_s, sample_rate_hz) -> 3 + 4 + 2 windows of 3 s.
 CORPUS = {'S_1.wav': (10, 16000), 'FO-S33-RJ-a.wav': (13, 44100), 'rec2.wav': (7, 22050)}
 LABELS = {'S_1.wav': 'S1', 'FO-S33-RJ-a.wav': 'S33', 'rec2.wav': ''}
 WINDOWS = {'S_1.wav': 3, 'FO-S33-RJ-a.wav': 4, 'rec2.wav': 2}
-
-
-@pytest.fixture(scope='module')
-def exported(tmp_path_factory):
-  """{'generator': path, 'discriminator': path} of a tiny export."""
-  keras.utils.set_random_seed(0)
-  generator, discriminator = models.Generator(TINY), models.Discriminator(TINY)
-  generator(tf.zeros([1, TINY.z_dim]), generator.initial_state(1))
-  discriminator(tf.zeros([1, 32, 32, 1]), discriminator.initial_state(1))
-  return export_lib.export_models(generator, discriminator, TINY, TRANSFORM,
-                                  str(tmp_path_factory.mktemp('export')))
 
 
 @pytest.fixture(scope='module')
@@ -253,6 +237,7 @@ def test_rank_by_query_in_blocks():
   np.testing.assert_allclose(scores, cosine[rows], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_query_ranks_its_own_window_first(cli_runs, corpus):
   result, tmp = cli_runs['query']
   assert result.returncode == 0, result.stderr
@@ -340,6 +325,7 @@ def test_usage_errors_come_before_any_output(model, corpus, tmp_path, kwargs, me
   assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case, message', [
     ('generator', 'error: --model {generator} is a generator SavedModel; expected a '
                   'discriminator'),

@@ -72,6 +72,7 @@ def finite_numbers(value, where=''):
     yield where, value
 
 
+@pytest.mark.slow
 def test_cli_writes_metrics_and_report(record_dir, export_dir, tmp_path):
   out = tmp_path / 'eval'
   result = run_app('evaluate', '--model', export_dir['generator'], '--tfrecords',
@@ -230,6 +231,7 @@ def test_bad_input_fails_before_writing(case, bad_names, tmp_path):
   assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', ['discriminator', 'transform_db_min'])
 def test_cli_bad_input_is_one_line(case, bad_names, tmp_path):
   flags, message = BAD_INPUTS[case]
@@ -241,6 +243,7 @@ def test_cli_bad_input_is_one_line(case, bad_names, tmp_path):
   assert not (tmp_path / 'eval').exists()
 
 
+@pytest.mark.slow
 def test_cli_requires_output_dir(record_dir, export_dir):
   result = run_app('evaluate', '--model', export_dir['generator'], '--tfrecords',
                    record_dir)

@@ -149,6 +149,7 @@ def child_outputs(exported, tmp_path_factory):
   return io_dir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('batch_size, seq_len', CASES)
 def test_loaded_signatures_match_in_memory_models(exported, child_outputs, batch_size,
                                                   seq_len):
@@ -163,6 +164,7 @@ def test_loaded_signatures_match_in_memory_models(exported, child_outputs, batch
   _assert_close(np.load(f'{case}.discriminator.embeddings.npy'), embeddings)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('batch_size, seq_len', CASES)
 def test_two_chunks_from_state_equal_one_call(exported, child_outputs, batch_size,
                                               seq_len):
@@ -184,6 +186,7 @@ def test_two_chunks_from_state_equal_one_call(exported, child_outputs, batch_siz
   _assert_close(np.load(f'{case}.discriminator_chunked.state_c.npy'), c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', export_lib.KINDS)
 def test_metadata_readable_without_orca_gan(exported, child_outputs, kind):
   with open(child_outputs / f'{kind}.metadata.json') as f:
@@ -197,6 +200,7 @@ def test_metadata_readable_without_orca_gan(exported, child_outputs, kind):
   assert export_lib.read_metadata(os.path.join(exported[2], kind)) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind, names', [
     ('generator', ['serving_default', 'generate_from_state', 'metadata',
                    "inputs['z']", "inputs['state_h']", "inputs['state_c']",
@@ -369,6 +373,7 @@ def test_failed_rename_keeps_previous_export(exported, tmp_path, monkeypatch):
   _assert_export_holds(export_dir, generator, discriminator, step=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('app, flags', [
     ('generate', ['--num_sequences', '1', '--seq_len', '1']),
     ('embed', ['--input', '{audio}']),

@@ -158,6 +158,7 @@ def read_wav(path):
     return f.getframerate(), f.getnchannels(), f.getsampwidth(), f.getnframes()
 
 
+@pytest.mark.slow
 def test_cli_writes_plots_and_audio(export, tmp_path):
   out = tmp_path / 'out'
   result = run_app('generate', '--model', export['generator'], '--output_dir', str(out),
@@ -199,6 +200,7 @@ def test_interpolation_ends_at_the_generations_of_its_seeds(export, tmp_path):
   assert not np.allclose(walk.interpolation_images[1], walk.interpolation_images[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flags, message', [
     (['--model', '{not_saved_model}'],
      'error: {not_saved_model}: not an orca_gan SavedModel'),

@@ -71,6 +71,7 @@ def test_float16_storage_is_finer_and_twice_the_size(audio_dir, tmp_path):
   assert 1.9 < sizes['float16'] / sizes['uint8'] < 2.1
 
 
+@pytest.mark.slow
 def test_cli_reports_each_bad_file_once_and_converts_the_rest(audio_dir, tmp_path,
                                                               shared_data):
   bad = make_bad_files(audio_dir, os.path.join(shared_data, 'bench',
@@ -104,6 +105,7 @@ def test_pad_short_keeps_short_clips(tmp_path):
   assert image[32, 60:].max() == -1.0       # ... then silence (zero padding).
 
 
+@pytest.mark.slow
 def test_cli_exits_nonzero_when_nothing_converts(tmp_path):
   make_bad_files(tmp_path)
   result = run_app('make_tfrecords', '--input', str(tmp_path),
@@ -113,6 +115,7 @@ def test_cli_exits_nonzero_when_nothing_converts(tmp_path):
       'error: no file was converted (see the reasons above)')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args, message', [
     (['--input', '/nonexistent/tape.mp3'],
      'error: --input /nonexistent/tape.mp3: no such file or directory'),
@@ -208,6 +211,7 @@ def test_reader_rejects_missing_or_broken_folders(tmp_path):
     records.read_manifest(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_hostile_folder_converts_every_usable_file(tmp_path):
   paths = hostile_folder(str(tmp_path / 'audio'))
   out = tmp_path / 'records'
@@ -255,6 +259,7 @@ print('ok')
 '''
 
 
+@pytest.mark.slow
 def test_a_failed_decode_leaves_no_read_in_flight(tmp_path):
   # The reader is reused by the next file on the thread: a read of the failed file
   # still queued then ran on a float reader with int16 and aborted the process.
@@ -266,6 +271,7 @@ def test_a_failed_decode_leaves_no_read_in_flight(tmp_path):
   assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_runs(audio_dir, tmp_path):
   out = tmp_path / 'records'
   with fileio.lock_folder(str(out), '--output_dir', 'make_tfrecords'):
@@ -291,6 +297,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(audio_dir, tmp_path):
   assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_disk_full_names_the_path_and_leaves_nothing_half_written(audio_dir, tmp_path):
   out = tmp_path / 'records'
   # A file-size limit: writes past it fail with EFBIG, as on a full disk.

@@ -9,9 +9,7 @@ import pytest
 
 from orca_gan import models
 from orca_gan import probe_lib
-from tests.helpers import run_app
-from tests.test_embed import TINY
-from tests.test_embed import exported  # pylint: disable=unused-import (fixture)
+from tests.helpers import TINY_MODEL, run_app
 
 
 def test_retrieval_scores_on_a_known_ranking():
@@ -78,6 +76,7 @@ def calls(shared_data):
       catalog, 'flac', 'FO-S*.flac')
 
 
+@pytest.mark.slow
 def test_cli_finds_the_same_calls_across_formats(exported, calls, tmp_path):
   """mp3 copies of five catalogue calls against all 45 in flac: the spectrogram
   baselines must put each call's own recording first."""
@@ -89,7 +88,7 @@ def test_cli_finds_the_same_calls_across_formats(exported, calls, tmp_path):
   assert result.stdout.strip().splitlines()[-1].startswith(
       'probe: 50 files, 30 labels, 5 queries against 45')
   report = json.loads((out / 'probe.json').read_text())
-  pooled = models.pooled_feature_names(TINY)
+  pooled = models.pooled_feature_names(TINY_MODEL)
   assert set(report['features']) == {'spectral_profile', 'raw_pixels'} | {
       f'{kind} {name}' for kind in ('trained', 'untrained') for name in ['lstm'] + pooled}
   for name in ('spectral_profile', 'raw_pixels'):
@@ -106,6 +105,7 @@ def write_csv(path, rows):
   return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case, message', [
     ('one_label', "error: --labels_csv: every file has the label 'S1'"),
     ('bad_header', 'error: --labels_csv {csv}: the first line must be path,label'),

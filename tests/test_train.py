@@ -25,6 +25,9 @@ from orca_gan import train_lib
 from orca_gan import trainers
 from tests.helpers import REPO, damaged_records, run_app, write_wav
 
+# Every test here builds and traces a training step, or runs bin/train.
+pytestmark = pytest.mark.slow
+
 SAMPLE_RATE_HZ = 16000
 IMAGE_SIZE = 32
 BAND_ROWS = (8, 12)  # Rows 8..11 of 32 (1 - 1.5 kHz at 125 Hz per row).
