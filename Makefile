@@ -18,7 +18,7 @@ RECORDS := $(DEMO)/user-tfrecords
 RUN := $(DEMO)/user-run
 endif
 
-.PHONY: install demo test test-fast clean-demo
+.PHONY: install demo test test-fast lint clean-demo
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ endif
 
 test: install
 	$(PY) -m pytest -q
+
+# ruff (pyproject.toml) on everything, mypy on the package; CI runs this before the tests.
+lint: install
+	$(VENV)/bin/ruff check orca_gan benchmarks tests bin
+	$(VENV)/bin/mypy
 
 # The inner loop: everything but the tests marked slow (apps in subprocesses, training).
 test-fast: install

@@ -32,7 +32,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from orca_gan import synth  # pylint: disable=wrong-import-position (numpy only)
+from orca_gan import synth  # noqa: E402 (numpy only; found through REPO)
 
 CLIP_S = 3.0
 LABELS = {'whistle': 'orca', 'pulsed_call': 'orca', 'clicks': 'orca', 'boat': 'boat',

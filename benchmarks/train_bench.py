@@ -68,7 +68,7 @@ def _legacy_step(trainer):
   @tf.function
   def time_step(real_seq, t, states):
     g_state, d_real_state, d_fake_state = states
-    z = trainer._noise()['z'][0][:, t]  # pylint: disable=protected-access
+    z = trainer._noise()['z'][0][:, t]
     grads, d_metrics, new_real, new_fake = d_grads(real_seq[:, t], z, g_state,
                                                    d_real_state, d_fake_state)
     d_opt.apply_gradients(zip(grads, d.trainable_variables))
@@ -228,8 +228,8 @@ def main():
                 str(steps), '--warmup', str(args.warmup))
 
   rows = []
-  cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo')
-              if l.startswith('model name')), platform.processor())
+  cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
+              if line.startswith('model name')), platform.processor())
   print(f'machine: {os.cpu_count()} cores, {cpu}')
   for label, records, config, steps in (
       ('dispatch-bound (16x16, widths 8, batch 4 x 12)', small_records, DISPATCH,
@@ -259,7 +259,9 @@ def main():
   compiled = rows[1][2]
   print(f'demo config, --jit_compile=true (XLA on this CPU): {xla["step_s"] * 1000:.1f} '
         f'ms/step, {xla["step_s"] / compiled["step_s"]:.2f}x the step time without XLA '
-        f'-> --jit_compile=auto {"leaves XLA off" if xla["step_s"] > compiled["step_s"] else "should turn XLA on"} on a CPU')
+        f'-> --jit_compile=auto '
+        f'{"leaves XLA off" if xla["step_s"] > compiled["step_s"] else "should turn XLA on"} '
+        'on a CPU')
 
   for seq_len, buffer in ((4, 256), (12, 256), (12, 1024)):
     config = dict(DISPATCH, seq_len=seq_len, shuffle_buffer=buffer)

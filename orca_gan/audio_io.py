@@ -75,10 +75,10 @@ def expand_inputs(inputs) -> list:
   Raises:
     InputError: An input does not exist or a glob matches nothing.
   """
-  found = []
+  found: list[str] = []
   for pattern in inputs:
     if os.path.isdir(pattern):
-      matches = []
+      matches: list[str] = []
       for root, dirs, files in os.walk(pattern):
         dirs.sort()
         matches.extend(os.path.join(root, f) for f in sorted(files)

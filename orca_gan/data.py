@@ -9,7 +9,7 @@ import tensorflow as tf
 from orca_gan import records
 
 
-def read_windows(tfrecord_dir: str, manifest: dict = None) -> tf.data.Dataset:
+def read_windows(tfrecord_dir: str, manifest: dict | None = None) -> tf.data.Dataset:
   """Every stored window, in file order.
 
   Returns:
@@ -34,9 +34,9 @@ def max_sequence_length(manifest: dict) -> int:
   return max((f['windows'] for f in manifest['files']), default=0)
 
 
-def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int = None,
+def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int | None = None,
                      repeat: bool = True, shuffle_buffer: int = 256,
-                     cycle_length: int = 16, manifest: dict = None,
+                     cycle_length: int = 16, manifest: dict | None = None,
                      dequantize: bool = True) -> tf.data.Dataset:
   """Batches of sequences of consecutive windows, shuffled across files.
 

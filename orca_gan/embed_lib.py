@@ -26,7 +26,8 @@ zero state. That is an asymmetry: corpus windows deep in a tape carry the contex
 windows before them, the query does not (pooled features have no context at all). A
 clip shorter than a window fills its window as `EmbedConfig.short_clip` says (tiled by
 default: zero padding is digital silence, unlike anything on a tape); a clip of several
-windows is represented by the mean of its windows' embeddings. Similarity is the cosine of the angle between embeddings.
+windows is represented by the mean of its windows' embeddings. Similarity is the cosine
+of the angle between embeddings.
 
 Outputs in `output_dir`, each written under a temporary name and renamed when complete:
 * `embeddings.npy`: float32 [N, embedding size], one row per window, in corpus order
@@ -186,7 +187,7 @@ class EmbedSummary:
   audio_s: float = 0.0
   wall_s: float = 0.0
   projector_rows: int = 0
-  query: str = None
+  query: str | None = None
   query_windows: int = 0
   ranking: list = dataclasses.field(default_factory=list)  # RankedWindow, best first.
 
@@ -308,7 +309,7 @@ def pooled_embeddings(loaded_model, images, chunk_windows: int = 64) -> dict:
     {name: float32 [N, size]} for every name of `models.pooled_feature_names`.
   """
   features = loaded_model.signatures['features']
-  parts = {}
+  parts: dict = {}
   for first in range(0, len(images), chunk_windows):
     x = _model_input(images[first:first + chunk_windows])[None]       # [1, c, H, W, 1]
     for name, value in features(images=x).items():
@@ -368,7 +369,7 @@ def audio_windows(path: str, transform: spectral.SpectrogramConfig, channel: str
   return FileWindows(path=path, stored=stored, duration_s=converted.info.duration_s)
 
 
-def tfrecord_windows(tfrecord_dir: str, manifest: dict = None):
+def tfrecord_windows(tfrecord_dir: str, manifest: dict | None = None):
   """Yields the `FileWindows` of every file in a make_tfrecords folder, in order.
 
   A file's windows are consecutive in its one shard, so one file at a time is held.
@@ -386,7 +387,8 @@ def tfrecord_windows(tfrecord_dir: str, manifest: dict = None):
     return FileWindows(path=entry['path'], stored=np.concatenate(parts),
                        duration_s=float(entry['duration_s']))
 
-  current, parts = None, []
+  current = None
+  parts: list = []
   with records.naming_bad_shards(tfrecord_dir, manifest):
     for batch in dataset.as_numpy_iterator():
       ids = batch[records.FILE_ID]
@@ -464,7 +466,7 @@ class _Staging:
 
   def __init__(self, output_dir: str):
     self._dir = output_dir
-    self._paths = {}
+    self._paths: dict[str, str | None] = {}
 
   def path(self, name: str, scratch: bool = False) -> str:
     """A new empty temporary file that becomes `name` on `commit` (or, if `scratch`,
@@ -593,16 +595,15 @@ def _audio_sources(paths, transform, config: EmbedConfig):
             futures[ahead] = pool.submit(audio_windows, ahead, transform, config.channel,
                                          config.pad_short, config.short_clip)
         try:
-          result = futures.pop(path).result()
+          yield path, futures.pop(path).result()
         except audio_io.AudioError as e:
-          result = e
-        yield path, result
+          yield path, e
     finally:
       for future in futures.values():
         future.cancel()
 
 
-def _checked_sources(inputs, tfrecord_dir: str, transform: spectral.SpectrogramConfig,
+def _checked_sources(inputs, tfrecord_dir: str | None, transform: spectral.SpectrogramConfig,
                      model_path: str, log):
   """Resolves and checks the inputs; returns (audio paths, manifest or None)."""
   inputs = list(inputs or [])
@@ -624,7 +625,7 @@ def _checked_sources(inputs, tfrecord_dir: str, transform: spectral.SpectrogramC
   return [p for p in paths if p not in in_records], manifest
 
 
-def _embed_all(loaded_model, paths, tfrecord_dir: str, manifest: dict,
+def _embed_all(loaded_model, paths, tfrecord_dir: str | None, manifest: dict | None,
                config: EmbedConfig, raw, metadata, summary: EmbedSummary, log,
                progress_every_s: float) -> None:
   """Embeds every file, appending float32 rows to `raw` and TSV rows to `metadata`."""
@@ -634,7 +635,7 @@ def _embed_all(loaded_model, paths, tfrecord_dir: str, manifest: dict,
   sizes = [prepare_tfrecords.file_size(p) for p in record_paths + paths]
   progress = prepare_tfrecords.Progress(len(sizes), sum(sizes), log, progress_every_s)
   stored = (((w.path, w) for w in tfrecord_windows(tfrecord_dir, manifest))
-            if manifest else iter(()))
+            if tfrecord_dir and manifest else iter(()))
   decoded = _audio_sources(paths, transform, config)
   with contextlib.closing(decoded):
     for path, windows in itertools.chain(stored, decoded):
@@ -657,8 +658,8 @@ def _embed_all(loaded_model, paths, tfrecord_dir: str, manifest: dict,
     progress.report()
 
 
-def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str = None,
-                 query: str = None, config: EmbedConfig | None = None,
+def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | None = None,
+                 query: str | None = None, config: EmbedConfig | None = None,
                  model_path: str = 'the model', log=_stderr,
                  progress_every_s: float = 5.0) -> EmbedSummary:
   """Embeds every window of the corpus and writes the outputs to `output_dir`.

@@ -180,7 +180,12 @@ def read_real(tfrecord_dir: str, manifest: dict, transform, top_fraction: float,
   rng = np.random.default_rng([seed, 1])
   keep = np.zeros(total, bool)
   keep[rng.choice(total, min(total, MAX_KEPT_REAL_WINDOWS), replace=False)] = True
-  features, centroids, file_ids, indices, consecutive, kept = [], [], [], [], [], []
+  features: list = []
+  centroids: list = []
+  file_ids: list = []
+  indices: list = []
+  consecutive: list = []
+  kept: list = []
   previous = None  # (image, file_id, window_index) of the last window read.
   position = 0
   windows = data.read_windows(tfrecord_dir, manifest).batch(_READ_BATCH)
@@ -234,7 +239,7 @@ SEGMENT_WINDOWS = 64
 
 
 def split_real_halves(file_ids: np.ndarray, seed: int,
-                      window_indices: np.ndarray = None) -> tuple:
+                      window_indices: np.ndarray | None = None) -> tuple:
   """Splits the real windows into two halves by recording, as balanced as possible.
 
   Recordings are shuffled with `seed`, ordered by window count (largest first, ties
@@ -284,7 +289,7 @@ def split_real_halves(file_ids: np.ndarray, seed: int,
 
 def feature_distances(gen_features: np.ndarray, real_features: np.ndarray,
                       file_ids: np.ndarray, seed: int,
-                      window_indices: np.ndarray = None) -> tuple:
+                      window_indices: np.ndarray | None = None) -> tuple:
   """Fréchet and kernel distances, generated vs real and real vs real, at one size.
 
   The real windows are split by `split_real_halves`; n = min(generated windows,
@@ -551,7 +556,7 @@ def render_report(path_or_file, result: dict, arrays: dict, generated: np.ndarra
       ('gen_unrelated', 'generated, unrelated', 'tab:orange', ':'),
       ('real_unrelated', 'real, unrelated', 'tab:blue', ':')):
     if len(arrays[key]):
-      ax.hist(arrays[key], bins=bins, histtype='step', density=True, color=colour,
+      ax.hist(arrays[key], bins=list(bins), histtype='step', density=True, color=colour,
               ls=style, label=label)
   ax.set_xlabel('Pearson correlation of two windows')
   ax.set_title('Temporal coherence', fontsize=9)
@@ -589,7 +594,7 @@ def render_report(path_or_file, result: dict, arrays: dict, generated: np.ndarra
   if rows:
     strips = gridspec.GridSpecFromSubplotSpec(rows, 1, subplot_spec=outer[1],
                                               hspace=0.15)
-    images = []
+    images: list = []
     axes = _draw_sequences(fig, [strips[i] for i in range(len(gen_shown))], gen_shown,
                            transform, 'generated', images)
     axes += _draw_sequences(

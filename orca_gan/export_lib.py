@@ -229,7 +229,8 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
       transform's image size differs from the models', or `extra_metadata` sets a
       reserved key.
   """
-  for kind, model in zip(KINDS, (generator, discriminator)):
+  built: tuple[models.Generator | models.Discriminator, ...] = (generator, discriminator)
+  for kind, model in zip(KINDS, built):
     if model.config != model_config:
       raise ValueError(f'the {kind} was built with {model.config}, not {model_config}')
   if transform.image_size != model_config.image_size:
@@ -291,7 +292,7 @@ def _load_saved_model(path: str):
     return tf.saved_model.load(path)
   # A damaged SavedModel surfaces as many exception types (OpError for a corrupt
   # saved_model.pb, IndexError "Read less bytes than requested" for truncated variables).
-  except Exception as e:  # pylint: disable=broad-except
+  except Exception as e:
     raise ValueError(f'{path}: not an orca_gan SavedModel '
                      f'({_first_line(str(e)) or type(e).__name__})') from None
 

@@ -512,7 +512,7 @@ def nearest_neighbour_summary(generated_to_train, generated_to_generated,
   sets = {'generated_to_train': np.asarray(generated_to_train, np.float64),
           'generated_to_generated': np.asarray(generated_to_generated, np.float64),
           'train_to_train': np.asarray(train_to_train, np.float64)}
-  result = {name: _summary(d) for name, d in sets.items()}
+  result: dict = {name: _summary(d) for name, d in sets.items()}
   reference = sets['train_to_train'][np.isfinite(sets['train_to_train'])]
   threshold = float(np.percentile(reference, 1)) if len(reference) else float('nan')
   result['train_to_train_p01'] = threshold

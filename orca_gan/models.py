@@ -347,7 +347,7 @@ def _scan_steps(step_fn, inputs_seq, state, output_specs):
     # `stack` cannot infer the batch size of an empty array: build that case.
     empty_shape = tf.concat([[0, batch_size], tf.constant(shape, tf.int32)], axis=0)
     stacked = tf.cond(steps > 0, array.stack,
-                      lambda: tf.zeros(empty_shape, dtype))  # [T, b, ...]
+                      lambda s=empty_shape, d=dtype: tf.zeros(s, d))  # [T, b, ...]
     perm = [1, 0] + list(range(2, len(shape) + 2))
     outputs.append(tf.transpose(stacked, perm))             # [b, T, ...]
   return tuple(outputs), state

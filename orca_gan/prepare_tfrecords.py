@@ -254,10 +254,10 @@ class _ShardWriter:
     self._dir = output_dir
     self._manifest = manifest
     self._config = config
-    self._writer = None
-    self._tmp = None
-    self._name = None
-    self._pending = []
+    self._writer: tf.io.TFRecordWriter | None = None
+    self._tmp = ''
+    self._name = ''
+    self._pending: list[dict] = []
     self._windows = 0
     self.committed = 0
 
@@ -285,9 +285,11 @@ class _ShardWriter:
       self._open()
     file_id = len(self._manifest['files']) + len(self._pending)
     window_s = self._config.transform.window_s
+    writer = self._writer
+    assert writer is not None
     with self._writing():
       for index, image in enumerate(converted.stored):
-        self._writer.write(records.serialize_window(
+        writer.write(records.serialize_window(
             image.tobytes(), file_id, index, index * window_s))
     info = converted.info
     self._pending.append({
@@ -379,7 +381,7 @@ class Progress:
               f'audio, {self.audio_s / max(elapsed, 1e-9):.0f}x realtime, ETA {eta_text}')
 
 
-def make_tfrecords(inputs, output_dir: str, config: PrepareConfig = None, log=_stderr,
+def make_tfrecords(inputs, output_dir: str, config: PrepareConfig | None = None, log=_stderr,
                    progress_every_s: float = 5.0) -> RunSummary:
   """Converts audio files to spectrogram TFRecords in `output_dir`.
 

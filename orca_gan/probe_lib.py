@@ -184,14 +184,14 @@ def retrieval(similarity: np.ndarray, query_labels, catalogue_labels) -> dict:
       continue
     order = np.argsort(-row, kind='stable')
     ranks.append(int(np.flatnonzero(relevant[order])[0]) + 1)
-  ranks = np.asarray(ranks)
-  if not len(ranks):
+  if not ranks:
     return {'queries': 0, 'precision_at_1': None, 'top_5': None, 'mrr': None}
-  return {'queries': int(len(ranks)), 'precision_at_1': float(np.mean(ranks == 1)),
-          'top_5': float(np.mean(ranks <= 5)), 'mrr': float(np.mean(1.0 / ranks))}
+  rank = np.asarray(ranks)
+  return {'queries': int(len(rank)), 'precision_at_1': float(np.mean(rank == 1)),
+          'top_5': float(np.mean(rank <= 5)), 'mrr': float(np.mean(1.0 / rank))}
 
 
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
   """Area under the ROC curve (ties count half); None without both classes."""
   positive = np.asarray(positive, bool)
   n_pos, n_neg = positive.sum(), (~positive).sum()
@@ -221,7 +221,7 @@ def knn_and_auc(similarity: np.ndarray, labels, k: int) -> dict:
   correct = 0
   for i, row in enumerate(similarity):
     nearest = np.argsort(-row, kind='stable')[:k]
-    votes = {}
+    votes: dict = {}
     for rank, j in enumerate(nearest):
       votes.setdefault(labels[j], [0, rank])[0] += 1
     predicted = max(votes, key=lambda label: (votes[label][0], -votes[label][1]))
@@ -346,7 +346,7 @@ def file_features(paths, transform, embedders: dict, log=print,
     log: Progress lines.
     short_clip: How files shorter than a window fill it (`embed_lib.fill_short_window`).
   """
-  rows = {}
+  rows: dict = {}
   for number, path in enumerate(paths, start=1):
     try:
       clip = embed_lib.audio_windows(path, transform, pad_short=True,
@@ -427,7 +427,7 @@ def run(config: ProbeConfig, log=print) -> dict:
     # in retrieval.
     counts = collections.Counter(labels.values())
     left_out = sorted(label for label, n in counts.items() if n < 2)
-    check_classes({p: l for p, l in labels.items() if l not in left_out},
+    check_classes({p: lab for p, lab in labels.items() if lab not in left_out},
                   '--queries/--catalogue (labels with two or more files)')
   if queries and not set(labels[p] for p in queries) & set(labels[p] for p in catalogue):
     raise UsageError('--queries and --catalogue share no label: nothing to retrieve')
@@ -451,7 +451,7 @@ def run(config: ProbeConfig, log=print) -> dict:
   features = file_features(paths, embed_lib.model_transform(model),
                            {'trained': _model_embedder(model), 'untrained': untrained},
                            log, config.short_clip)
-  report = {
+  report: dict = {
       'model': config.model, 'step': metadata.get('step'),
       'files': len(paths), 'labels': sorted(set(labels.values())),
       'short_clip': config.short_clip,

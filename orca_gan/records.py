@@ -166,7 +166,7 @@ def check_shards(tfrecord_dir: str, manifest: dict) -> None:
 
 
 @contextlib.contextmanager
-def naming_bad_shards(tfrecord_dir: str, manifest: dict = None):
+def naming_bad_shards(tfrecord_dir: str, manifest: dict | None = None):
   """Turns a data-loss error from reading the records into a ManifestError that names
   the shard (found by `check_shards`, which runs only then)."""
   try:

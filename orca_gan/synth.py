@@ -119,7 +119,7 @@ def _fast_length(n: int) -> int:
   return best
 
 
-def _taper(num_samples: int, ramp_samples: int) -> np.ndarray:
+def _taper(num_samples: int, ramp_samples: float) -> np.ndarray:
   """Envelope of ones with raised-cosine ramps from and to zero at both ends."""
   envelope = np.ones(num_samples)
   ramp_samples = min(int(ramp_samples), num_samples // 2)
@@ -548,8 +548,8 @@ def write_audio(path: str, audio: np.ndarray, sample_rate_hz: int) -> None:
     else:
       if pcm.size == 0:
         raise ValueError(f'cannot write empty audio to {path!r} as FLAC')
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      import tensorflow_io as tfio  # pylint: disable=g-import-not-at-top
+      import tensorflow as tf
+      import tensorflow_io as tfio
       encoded = tfio.audio.encode_flac(tf.constant(pcm[:, None]),
                                        rate=int(sample_rate_hz))
       with open(temporary, 'wb') as f:
@@ -563,7 +563,7 @@ def _file_seed(seed: int, index: int) -> int:
 
 def _read_event_rows(tsv_path: str) -> dict[str, list[str]]:
   """Lines of an existing events.tsv grouped by file; empty if missing or malformed."""
-  rows = {}
+  rows: dict[str, list[str]] = {}
   try:
     with open(tsv_path, encoding='utf-8') as f:
       lines = f.read().splitlines()

@@ -61,7 +61,7 @@ class _Loop:
     self.profile = self.config.profile_range()
     self.profiling = False  # Only a trace that was started is stopped.
     self.window_start, self.window_steps = time.monotonic(), 0
-    self.metrics = {}
+    self.metrics: dict = {}
     self._real = None
 
   def due(self, every: int) -> bool:

@@ -614,7 +614,7 @@ class GanTrainer:
         checkpoint.restore(path).assert_existing_objects_matched()
       # A damaged checkpoint surfaces as many exception types (DataLossError,
       # IndexError "Read less bytes than requested", AssertionError, ...).
-      except Exception as e:  # pylint: disable=broad-except
+      except Exception as e:
         reason = ' '.join(str(e).split())[:200]
         self.log(f'checkpoint {path} is unreadable ({reason}); trying an older one')
         continue
@@ -720,7 +720,7 @@ def _has_input_position(path: str) -> bool:
   that the full restore reports them)."""
   try:
     return any(name.startswith('data/') for name, _ in tf.train.list_variables(path))
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     return True
 
 

@@ -84,7 +84,7 @@ def test_cli_reports_each_bad_file_once_and_converts_the_rest(audio_dir, tmp_pat
   assert last.startswith('make_tfrecords: converted 4 files, skipped 8,')
   assert 'realtime' in last
   for name, reason in bad.items():
-    lines = [l for l in result.stderr.splitlines() if name in l]
+    lines = [line for line in result.stderr.splitlines() if name in line]
     assert len(lines) == 1, (name, lines)
     assert lines[0].startswith('skipping ') and re.search(reason, lines[0])
   manifest = json.loads((out / 'manifest.json').read_text())
@@ -186,7 +186,7 @@ def test_interrupted_run_keeps_finished_files_and_rerun_completes(audio_dir, tmp
   summary = prepare_tfrecords.make_tfrecords([str(audio_dir)], str(out), config,
                                              log=lines.append)
   assert (summary.converted, summary.already_done) == (2, 2)
-  assert any('removing shard-00001.tfrecord.gz.tmp' in l for l in lines)
+  assert any('removing shard-00001.tfrecord.gz.tmp' in line for line in lines)
   manifest, windows = read_all(out)
   paths = [f['path'] for f in manifest['files']]
   assert len(paths) == len(set(paths)) == 4

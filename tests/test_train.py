@@ -249,7 +249,7 @@ def test_corrupt_latest_checkpoint_falls_back(record_dir, tmp_path):
                                 log=lines.append)
   trainer.restore()
   assert trainer.current_step == 1
-  assert any('ckpt-2 is unreadable' in l for l in lines), lines
+  assert any('ckpt-2 is unreadable' in line for line in lines), lines
 
 
 def test_checkpoint_without_input_position_still_resumes(record_dir, tmp_path):
@@ -501,7 +501,8 @@ def test_sigterm_saves_a_checkpoint_and_exits(record_dir, tmp_path):
   finally:
     process.kill()
   assert process.returncode == 130, stderr[-2000:]
-  assert stderr.strip().splitlines()[-1].startswith('error: interrupted; rerun the same command to resume')
+  assert stderr.strip().splitlines()[-1].startswith(
+      'error: interrupted; rerun the same command to resume')
   saved = glob.glob(str(logdir / 'checkpoints' / 'ckpt-*.index'))
   assert saved and all(int(p.split('ckpt-')[1].split('.')[0]) >= 1 for p in saved)
 

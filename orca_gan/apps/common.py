@@ -49,8 +49,8 @@ def raise_on_sigterm() -> None:
 
 def define_flags(config_class, help_texts: dict) -> None:
   """Defines one absl flag per field of a config dataclass (names map 1:1)."""
-  definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
-              bool: flags.DEFINE_boolean, str: flags.DEFINE_string}
+  definers: dict = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                    bool: flags.DEFINE_boolean, str: flags.DEFINE_string}
   for field in dataclasses.fields(config_class):
     definers[field.type](field.name, field.default, help_texts[field.name])
 
