@@ -23,7 +23,6 @@ import csv
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,18 +33,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from orca_gan import synth  # noqa: E402 (numpy only; found through REPO)
 
+from bench_util import run_app  # noqa: E402 (benchmarks/, the script's folder)
+
 CLIP_S = 3.0
 LABELS = {'whistle': 'orca', 'pulsed_call': 'orca', 'clicks': 'orca', 'boat': 'boat',
           'speech': 'speech'}
 EMBEDDINGS = ('conv1_time_mean', 'conv_time_mean', 'conv_grid', 'lstm')
-
-
-def _app(name, *args, env):
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', name), *args],
-                          capture_output=True, text=True, env=env)
-  if result.returncode:
-    sys.exit(f'bin/{name} failed:\n{result.stderr[-3000:]}')
-  return result.stdout
 
 
 def _overlaps(event, start_s, end_s) -> bool:
@@ -133,16 +126,16 @@ def main():
   print(f'abstraction_bench: {args.train_scenes} x {args.scene_s:g} s training scenes; '
         f'probe clips {counts}', flush=True)
   records = os.path.join(work, 'records')
-  _app('make_tfrecords', '--input', scenes, '--output_dir', records, env=env)
+  run_app('make_tfrecords', '--input', scenes, '--output_dir', records, env=env)
   train = ['--tfrecords', records, '--logdir', os.path.join(work, 'run'), '--seed',
            str(args.seed), *shlex.split(args.train_flags)]
-  _app('train', *train, '--steps', '0', '--logdir', os.path.join(work, 'untrained'),
+  run_app('train', *train, '--steps', '0', '--logdir', os.path.join(work, 'untrained'),
        env=env)
   exports = {'untrained': os.path.join(work, 'untrained', 'export')}
   start = time.monotonic()
   for step in checkpoints:
     export = os.path.join(work, f'export_{step}')
-    _app('train', *train, '--steps', str(step), '--export_dir', export, env=env)
+    run_app('train', *train, '--steps', str(step), '--export_dir', export, env=env)
     exports[f'step {step}'] = export
     print(f'abstraction_bench: trained to step {step} '
           f'({(time.monotonic() - start) / 60:.1f} min)', flush=True)
@@ -154,7 +147,7 @@ def main():
              os.path.join(probe_set, 'labels.csv'), '--output_dir', out]
     if name != 'untrained':
       flags += ['--untrained_model', os.path.join(exports['untrained'], 'discriminator')]
-    _app('probe', *flags, env=env)
+    run_app('probe', *flags, env=env)
     with open(os.path.join(out, 'probe.json')) as f:
       results[name] = json.load(f)['features']
 

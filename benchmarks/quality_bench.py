@@ -24,22 +24,15 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 
+from bench_util import run_app
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), 'shared', 'data')
 EMBEDDINGS = ('conv1_time_mean', 'conv_time_mean', 'conv_grid', 'lstm')
-
-
-def _app(name, *args, env):
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', name), *args],
-                          capture_output=True, text=True, env=env)
-  if result.returncode:
-    sys.exit(f'bin/{name} failed:\n{result.stderr[-3000:]}')
-  return result.stdout
 
 
 def main():
@@ -59,20 +52,20 @@ def main():
   work = args.work_dir or tempfile.mkdtemp(prefix='quality_bench_')
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
   records = os.path.join(work, 'records')
-  _app('make_tfrecords', '--input', os.path.join(SHARED, 'bench', 'orca_scene_10min.mp3'),
+  run_app('make_tfrecords', '--input', os.path.join(SHARED, 'bench', 'orca_scene_10min.mp3'),
        '--input', os.path.join(SHARED, 'orcasound', 'j_pod.wav'), '--output_dir',
        records, env=env)
   logdir = os.path.join(work, 'run')
   train = ['--tfrecords', records, '--logdir', logdir, '--seed', str(args.seed),
            *shlex.split(args.train_flags)]
   exports, train_s = {}, 0.0
-  _app('train', *train, '--steps', '0', '--logdir', os.path.join(work, 'untrained'),
+  run_app('train', *train, '--steps', '0', '--logdir', os.path.join(work, 'untrained'),
        env=env)
   exports['untrained'] = os.path.join(work, 'untrained', 'export')
   for step in checkpoints:
     start = time.monotonic()
     export = os.path.join(work, f'export_{step}')
-    _app('train', *train, '--steps', str(step), '--export_dir', export, env=env)
+    run_app('train', *train, '--steps', str(step), '--export_dir', export, env=env)
     train_s += time.monotonic() - start
     exports[f'step {step}'] = export
     print(f'quality_bench: trained to step {step} ({train_s / 60:.1f} min of training)',
@@ -81,14 +74,14 @@ def main():
   results = {}
   for name, export in exports.items():
     out = os.path.join(work, 'probe_' + name.replace(' ', '_'))
-    _app('probe', '--model', os.path.join(export, 'discriminator'), '--queries',
+    run_app('probe', '--model', os.path.join(export, 'discriminator'), '--queries',
          os.path.join(SHARED, 'orcasound', 'clips', 'S_*.wav'), '--catalogue',
          os.path.join(SHARED, 'orcasound', 'catalog', 'flac', 'FO-S*.flac'),
          '--output_dir', out, '--seed', str(args.seed), env=env)
     with open(os.path.join(out, 'probe.json')) as f:
       probe = json.load(f)['features']
     evaluation = os.path.join(work, 'evaluate_' + name.replace(' ', '_'))
-    _app('evaluate', '--model', os.path.join(export, 'generator'), '--tfrecords',
+    run_app('evaluate', '--model', os.path.join(export, 'generator'), '--tfrecords',
          records, '--output_dir', evaluation, '--seed', str(args.seed), env=env)
     with open(os.path.join(evaluation, 'metrics.json')) as f:
       metrics = json.load(f)

@@ -2,7 +2,9 @@
 
 import glob
 import os
+import resource
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -158,3 +160,12 @@ def damaged_records(record_dir, dest, how):
     f.truncate()
     f.write(payload)
   return shard
+
+
+def limit_file_size(size):
+  """A `preexec_fn` capping the size of every file the child writes: a write past it
+  fails with EFBIG, as one on a full disk fails with ENOSPC."""
+  def limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+  return limit

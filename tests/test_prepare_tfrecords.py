@@ -3,8 +3,6 @@
 import json
 import os
 import re
-import resource
-import signal
 import subprocess
 import sys
 import wave
@@ -16,7 +14,8 @@ from orca_gan import data
 from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
-from tests.helpers import hostile_folder, make_bad_files, run_app, scene, tone, transform, write_wav
+from tests.helpers import (hostile_folder, limit_file_size, make_bad_files, run_app, scene, tone,
+                           transform, write_wav)
 
 
 @pytest.fixture
@@ -302,7 +301,7 @@ def test_disk_full_names_the_path_and_leaves_nothing_half_written(audio_dir, tmp
   out = tmp_path / 'records'
   # A file-size limit: writes past it fail with EFBIG, as on a full disk.
   result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir', str(out),
-                   '--compression', 'NONE', preexec_fn=_limit_file_size(100_000))
+                   '--compression', 'NONE', preexec_fn=limit_file_size(100_000))
   assert result.returncode == 1, result.stderr
   message = result.stderr.strip().splitlines()[-1]
   assert message.startswith(f'error: {out}/shard-00000.tfrecord: cannot write'), message
@@ -312,10 +311,3 @@ def test_disk_full_names_the_path_and_leaves_nothing_half_written(audio_dir, tmp
   result = run_app('make_tfrecords', '--input', str(audio_dir), '--output_dir', str(out),
                    '--compression', 'NONE')
   assert result.returncode == 0 and 'converted 4 files' in result.stdout, result.stderr
-
-
-def _limit_file_size(size):
-  def limit():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-  return limit

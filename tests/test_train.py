@@ -5,7 +5,6 @@ import glob
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from orca_gan import records
 from orca_gan import spectral
 from orca_gan import train_lib
 from orca_gan import trainers
-from tests.helpers import REPO, damaged_records, run_app, write_wav
+from tests.helpers import REPO, damaged_records, limit_file_size, run_app, write_wav
 
 # Every test here builds and traces a training step, or runs bin/train.
 pytestmark = pytest.mark.slow
@@ -239,17 +238,26 @@ def test_mixed_precision_overflow_is_skipped_counted_and_survived(record_dir, tm
   assert {'skipped_updates', 'd_loss_scale', 'g_loss_scale'} <= tags
 
 
-def test_corrupt_latest_checkpoint_falls_back(record_dir, tmp_path):
+@pytest.mark.parametrize('damage, resumed_at', [
+    ('truncated data', 1), ('empty index', 1), ('garbage checkpoint list', 2)])
+def test_damaged_checkpoints_fall_back_to_the_newest_readable(record_dir, tmp_path,
+                                                             damage, resumed_at):
+  """Never back to step 0 while a readable checkpoint is on disk."""
   train_lib.train(quiet_trainer(tiny_config(record_dir, tmp_path, steps=2)))
-  data_file = glob.glob(str(tmp_path / 'checkpoints' / 'ckpt-2.data-*'))[0]
-  with open(data_file, 'r+b') as f:
-    f.truncate(100)
+  checkpoints = tmp_path / 'checkpoints'
+  if damage == 'truncated data':
+    os.truncate(glob.glob(str(checkpoints / 'ckpt-2.data-*'))[0], 100)
+  elif damage == 'empty index':
+    (checkpoints / 'ckpt-2.index').write_bytes(b'')
+  else:  # The manager's list of checkpoints.
+    (checkpoints / 'checkpoint').write_text('model_checkpoint_path: {{{\n')
   lines = []
   trainer = trainers.GanTrainer(tiny_config(record_dir, tmp_path, steps=3),
                                 log=lines.append)
   trainer.restore()
-  assert trainer.current_step == 1
-  assert any('ckpt-2 is unreadable' in line for line in lines), lines
+  assert trainer.current_step == resumed_at
+  if resumed_at == 1:
+    assert any('ckpt-2 is unreadable' in line for line in lines), lines
 
 
 def test_checkpoint_without_input_position_still_resumes(record_dir, tmp_path):
@@ -538,22 +546,6 @@ def test_augmented_training_runs_and_differs(record_dir, tmp_path):
   assert results[True]['d_real'] != results[False]['d_real']
 
 
-def test_damaged_checkpoint_index_falls_back_to_the_checkpoints_on_disk(record_dir,
-                                                                        tmp_path):
-  train_lib.train(quiet_trainer(tiny_config(record_dir, tmp_path, steps=2)))
-  (tmp_path / 'checkpoints' / 'checkpoint').write_text('model_checkpoint_path: {{{\n')
-  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=3))
-  trainer.restore()
-  assert trainer.current_step == 2  # Not 0.
-  (tmp_path / 'checkpoints' / 'ckpt-2.index').write_bytes(b'')
-  lines = []
-  trainer = trainers.GanTrainer(tiny_config(record_dir, tmp_path, steps=3),
-                                log=lines.append)
-  trainer.restore()
-  assert trainer.current_step == 1
-  assert any('ckpt-2 is unreadable' in line for line in lines), lines
-
-
 @pytest.mark.parametrize('how', ['flip', 'truncate'])
 def test_damaged_shard_is_named(record_dir, tmp_path, how):
   shard = damaged_records(record_dir, str(tmp_path / 'records'), how)
@@ -576,7 +568,7 @@ def test_disk_full_while_saving_names_the_path_and_keeps_the_last_checkpoint(
   # A file-size limit below a checkpoint's size: its write fails with EFBIG, as on a
   # full disk; the small event and config files still fit.
   result = run_app('train', *flags, '--steps', '4',
-                   preexec_fn=_limit_file_size(data_size // 2))
+                   preexec_fn=limit_file_size(data_size // 2))
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
   assert lines[-1].startswith(f'error: {checkpoints}/ckpt-4: cannot write the '
@@ -585,7 +577,7 @@ def test_disk_full_while_saving_names_the_path_and_keeps_the_last_checkpoint(
   export_size = sum(os.path.getsize(p) for p in glob.glob(
       str(logdir / 'export' / 'generator' / 'variables' / '*')))
   result = run_app('train', *flags, '--steps', '2',
-                   preexec_fn=_limit_file_size(export_size // 2))
+                   preexec_fn=limit_file_size(export_size // 2))
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
       f'error: {logdir}/export/generator: cannot write the SavedModel ('), result.stderr
@@ -593,13 +585,6 @@ def test_disk_full_while_saving_names_the_path_and_keeps_the_last_checkpoint(
   again = run_app('train', *flags, '--steps', '4')
   assert again.returncode == 0, again.stderr[-2000:]
   assert f'resumed from {checkpoints}/ckpt-2' in again.stdout + again.stderr
-
-
-def _limit_file_size(size):
-  def limit():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-  return limit
 
 
 def test_a_second_run_in_the_same_logdir_is_refused(record_dir, tmp_path):
