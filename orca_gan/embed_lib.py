@@ -53,16 +53,14 @@ float32 file, and everything after that (the .npy, the ranking, the projector TS
 computed in blocks of rows.
 """
 
-import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import itertools
 import math
 import os
 import re
-import sys
 import time
-import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -73,6 +71,7 @@ from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
 from orca_gan import spectral
+from orca_gan import workers
 
 CONTEXTS = ('file', 'window')
 SHORT_CLIP_MODES = ('zeros', 'tile', 'noise_floor')
@@ -461,43 +460,6 @@ def _tsv_field(path: str) -> str:
   return re.sub(r'[\t\r\n]', ' ', audio_io.display_path(path))
 
 
-class _Staging:
-  """Temporary files in the output folder, renamed into place together at the end."""
-
-  def __init__(self, output_dir: str):
-    self._dir = output_dir
-    self._paths: dict[str, str | None] = {}
-
-  def path(self, name: str, scratch: bool = False) -> str:
-    """A new empty temporary file that becomes `name` on `commit` (or, if `scratch`,
-    is deleted then)."""
-    tmp = os.path.join(self._dir, f'.{name}.{uuid.uuid4().hex[:12]}.tmp')
-    # Not mkstemp: its files are private (0600), whatever the umask, and TensorBoard
-    # may run as another user.
-    open(tmp, 'x').close()
-    self._paths[tmp] = None if scratch else name
-    return tmp
-
-  def commit(self) -> None:
-    """Renames every staged output into place; removes outputs of an earlier run that
-    this run did not write (a stale query_ranking.tsv would describe other rows)."""
-    for tmp, name in self._paths.items():
-      if name is None:
-        os.remove(tmp)
-      else:
-        os.replace(tmp, os.path.join(self._dir, name))
-    for name in set(_OUTPUTS) - set(self._paths.values()):
-      if os.path.isfile(os.path.join(self._dir, name)):
-        os.remove(os.path.join(self._dir, name))
-    self._paths = {}
-
-  def discard(self) -> None:
-    for tmp in self._paths:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-    self._paths = {}
-
-
 def _metadata_lines(path: str, rows) -> dict:
   """{row: metadata line} for the given data rows of a metadata.tsv, read streaming."""
   wanted = set(int(r) for r in rows)
@@ -522,7 +484,7 @@ def _write_npy(raw_path: str, npy_path: str, rows: int, units: int) -> None:
   del out
 
 
-def _write_projector(staging: _Staging, embeddings, metadata_path: str,
+def _write_projector(staging: fileio.Staging, embeddings, metadata_path: str,
                      max_rows: int) -> int:
   """Writes embeddings.tsv, projector_config.pbtxt (and projector_metadata.tsv).
 
@@ -552,7 +514,7 @@ def _write_projector(staging: _Staging, embeddings, metadata_path: str,
   return len(rows)
 
 
-def _write_ranking(staging: _Staging, embeddings, metadata_path: str, query,
+def _write_ranking(staging: fileio.Staging, embeddings, metadata_path: str, query,
                    top_k: int) -> list:
   indices, scores = rank_by_query(embeddings, query, top_k)
   lines = _metadata_lines(metadata_path, indices)
@@ -568,10 +530,6 @@ def _write_ranking(staging: _Staging, embeddings, metadata_path: str, query,
 
 # ------------------------------------------------------------------------ the corpus
 
-def _stderr(message: str) -> None:
-  print(message, file=sys.stderr, flush=True)
-
-
 def _check_transform(tfrecord_dir: str, manifest: dict,
                      transform: spectral.SpectrogramConfig, model_path: str) -> None:
   theirs = records.manifest_config(manifest)
@@ -584,23 +542,12 @@ def _check_transform(tfrecord_dir: str, manifest: dict,
 
 
 def _audio_sources(paths, transform, config: EmbedConfig):
-  """Yields (path, FileWindows or AudioError), in order, `num_workers` files at once."""
-  with concurrent.futures.ThreadPoolExecutor(config.num_workers) as pool:
-    futures = {}
-    try:
-      for i, path in enumerate(paths):
-        # A few files ahead keep every worker busy while the model runs.
-        for ahead in paths[i:i + config.num_workers + 1]:
-          if ahead not in futures:
-            futures[ahead] = pool.submit(audio_windows, ahead, transform, config.channel,
-                                         config.pad_short, config.short_clip)
-        try:
-          yield path, futures.pop(path).result()
-        except audio_io.AudioError as e:
-          yield path, e
-    finally:
-      for future in futures.values():
-        future.cancel()
+  """Yields (path, FileWindows or AudioError), in order, `num_workers` files at once (a
+  few files ahead keep every worker busy while the model runs)."""
+  return workers.ordered_map(
+      functools.partial(audio_windows, transform=transform, channel=config.channel,
+                        pad_short=config.pad_short, short_clip=config.short_clip),
+      paths, config.num_workers, ahead=config.num_workers, errors=audio_io.AudioError)
 
 
 def _checked_sources(inputs, tfrecord_dir: str | None, transform: spectral.SpectrogramConfig,
@@ -632,8 +579,8 @@ def _embed_all(loaded_model, paths, tfrecord_dir: str | None, manifest: dict | N
   transform = model_transform(loaded_model)
   record_paths = [f['path'] for f in manifest['files']] if manifest else []
   # make_tfrecords' progress line, its ETA weighted by (source audio) file size.
-  sizes = [prepare_tfrecords.file_size(p) for p in record_paths + paths]
-  progress = prepare_tfrecords.Progress(len(sizes), sum(sizes), log, progress_every_s)
+  sizes = [workers.file_size(p) for p in record_paths + paths]
+  progress = workers.Progress(len(sizes), sum(sizes), log, progress_every_s)
   stored = (((w.path, w) for w in tfrecord_windows(tfrecord_dir, manifest))
             if tfrecord_dir and manifest else iter(()))
   decoded = _audio_sources(paths, transform, config)
@@ -660,7 +607,7 @@ def _embed_all(loaded_model, paths, tfrecord_dir: str | None, manifest: dict | N
 
 def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | None = None,
                  query: str | None = None, config: EmbedConfig | None = None,
-                 model_path: str = 'the model', log=_stderr,
+                 model_path: str = 'the model', log=workers.log_to_stderr,
                  progress_every_s: float = 5.0) -> EmbedSummary:
   """Embeds every window of the corpus and writes the outputs to `output_dir`.
 
@@ -714,7 +661,7 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | N
   except OSError as e:
     raise UsageError(f'--output_dir {output_dir}: cannot create ({e.strerror})') from e
   with fileio.lock_folder(output_dir, '--output_dir', 'embed'):
-    staging = _Staging(output_dir)
+    staging = fileio.Staging(output_dir)
     try:
       try:
         raw_path = staging.path('embeddings.raw', scratch=True)
@@ -738,7 +685,7 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | N
         summary.ranking = _write_ranking(staging, embeddings, metadata_path,
                                          query_embedding, config.top_k)
       del embeddings  # Closes the memmap before the rename.
-      staging.commit()
+      staging.commit(stale=_OUTPUTS)
     except BaseException:
       staging.discard()
       if created:

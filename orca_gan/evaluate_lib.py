@@ -50,6 +50,7 @@ import os
 
 import numpy as np
 
+from orca_gan import fileio
 from orca_gan import metrics
 
 MAX_CENTROID_POINTS = 1000
@@ -664,7 +665,7 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
   try:
     os.makedirs(config.output_dir, exist_ok=True)
     for name, payload in contents.items():
-      records.write_bytes_atomic(os.path.join(config.output_dir, name), payload)
+      fileio.write_bytes_atomic(os.path.join(config.output_dir, name), payload)
   except OSError as e:
     raise EvaluationError(
         f'--output_dir {config.output_dir}: cannot write ({e})') from e

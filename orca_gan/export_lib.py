@@ -36,11 +36,11 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 
 import tensorflow as tf
 
 import orca_gan
+from orca_gan import fileio
 from orca_gan import models
 from orca_gan import spectral
 
@@ -258,29 +258,12 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
     paths = {}
     for kind, staging in staged.items():
       paths[kind] = os.path.join(export_dir, kind)
-      _replace_folder(staging, paths[kind])
+      fileio.replace_folder(staging, paths[kind])
   finally:
     for staging in staged.values():
       if os.path.exists(staging):
         shutil.rmtree(staging)
   return paths
-
-
-def _replace_folder(new: str, final: str) -> None:
-  """Renames folder `new` to `final`, replacing (and then deleting) any old `final`."""
-  parent, name = os.path.split(final)
-  old = None
-  if os.path.exists(final):
-    old = os.path.join(parent, f'.{name}.{uuid.uuid4().hex}.old')
-    os.rename(final, old)
-  try:
-    os.rename(new, final)
-  except BaseException:
-    if old is not None:
-      os.rename(old, final)
-    raise
-  if old is not None:
-    shutil.rmtree(old)
 
 
 def _load_saved_model(path: str):

@@ -1,4 +1,9 @@
-"""Writing outputs safely: one writer per folder.
+"""Writing outputs safely: whole files or nothing, and one writer per folder.
+
+Every output is written under a temporary name in its own folder and renamed into place
+when complete (`atomic_path`, `write_bytes_atomic`, `write_json_atomic`; `Staging` for
+a set of files that appear together; `replace_folder` for a folder), so a reader never
+sees a half-written file, whatever interrupts the writer.
 
 `lock_folder` takes an exclusive OS lock (`flock`) on a file in an output folder for as
 long as a command writes there. The kernel drops the lock with the process, however it
@@ -9,7 +14,10 @@ removed when the command ends; one left by a killed command holds no lock.
 
 import contextlib
 import fcntl
+import json
 import os
+import shutil
+import uuid
 
 LOCK_FILE = '.orca_gan.lock'
 
@@ -94,3 +102,89 @@ def remove_if_empty(folder: str) -> None:
     with contextlib.suppress(FileNotFoundError):
       os.remove(os.path.join(folder, LOCK_FILE))
     os.rmdir(folder)
+
+
+def temporary_name(path: str) -> str:
+  """A new hidden name in `path`'s folder, for writing what becomes `path`."""
+  folder, name = os.path.split(os.path.abspath(path))
+  return os.path.join(folder, f'.{name}.{uuid.uuid4().hex[:12]}.tmp')
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+  """Yields a temporary name next to `path`, renamed to `path` if the block succeeds
+  (and removed if it fails)."""
+  temporary = temporary_name(path)
+  try:
+    yield temporary
+    os.replace(temporary, path)
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(temporary)
+
+
+def write_bytes_atomic(path: str, payload: bytes) -> None:
+  """Writes `payload` to `path` through a temporary file in the same folder."""
+  with atomic_path(path) as temporary:
+    # Not mkstemp: its 0600 mode would survive the rename and hide the file from others.
+    with open(temporary, 'xb') as f:
+      f.write(payload)
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+  write_bytes_atomic(path, (json.dumps(payload, indent=1) + '\n').encode('utf-8'))
+
+
+class Staging:
+  """Temporary files in an output folder, renamed into place together by `commit`."""
+
+  def __init__(self, folder: str):
+    self._dir = folder
+    self._paths: dict[str, str | None] = {}
+
+  def path(self, name: str, scratch: bool = False) -> str:
+    """A new empty temporary file that becomes `name` on `commit` (or, if `scratch`,
+    is deleted then)."""
+    tmp = temporary_name(os.path.join(self._dir, name))
+    # Not mkstemp: its files are private (0600), whatever the umask, and TensorBoard
+    # may run as another user.
+    open(tmp, 'x').close()
+    self._paths[tmp] = None if scratch else name
+    return tmp
+
+  def commit(self, stale=()) -> None:
+    """Renames every staged file into place, then removes the files named in `stale`
+    that this commit did not write (outputs of an earlier run that would describe
+    something else)."""
+    for tmp, name in self._paths.items():
+      if name is None:
+        os.remove(tmp)
+      else:
+        os.replace(tmp, os.path.join(self._dir, name))
+    for name in set(stale) - set(self._paths.values()):
+      if os.path.isfile(os.path.join(self._dir, name)):
+        os.remove(os.path.join(self._dir, name))
+    self._paths = {}
+
+  def discard(self) -> None:
+    for tmp in self._paths:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+    self._paths = {}
+
+
+def replace_folder(new: str, final: str) -> None:
+  """Renames folder `new` to `final`, replacing (and then deleting) any old `final`."""
+  parent, name = os.path.split(final)
+  old = None
+  if os.path.exists(final):
+    old = os.path.join(parent, f'.{name}.{uuid.uuid4().hex}.old')
+    os.rename(final, old)
+  try:
+    os.rename(new, final)
+  except BaseException:
+    if old is not None:
+      os.rename(old, final)
+    raise
+  if old is not None:
+    shutil.rmtree(old)

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from orca_gan import records
+from orca_gan import fileio
 from orca_gan import spectral
 
 _COLORMAP = 'magma'
@@ -100,7 +100,7 @@ def plot_sequences(images, transform: spectral.SpectrogramConfig, path: str,
 def _save_atomically(figure: Figure, path: str) -> None:
   png = io.BytesIO()
   figure.savefig(png, format='png')
-  records.write_bytes_atomic(path, png.getvalue())
+  fileio.write_bytes_atomic(path, png.getvalue())
 
 
 def plot_probe(scores: dict, path: str, title: str = '') -> None:

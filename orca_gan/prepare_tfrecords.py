@@ -12,13 +12,11 @@ it. A file counts as done once a listed shard holds it, so rerunning an interrup
 command converts only what is missing. A file's windows never straddle two shards.
 """
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
 import functools
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +29,7 @@ from orca_gan import audio_io
 from orca_gan import fileio
 from orca_gan import records
 from orca_gan import spectral
+from orca_gan import workers
 
 _SHARD_PREFIX = 'shard-'
 
@@ -345,43 +344,11 @@ def write_manifest(output_dir: str, manifest: dict) -> None:
       'audio_hours': sum(f['duration_s'] for f in files) / 3600,
       'skipped': len(manifest['skipped']),
   }
-  records.write_json_atomic(os.path.join(output_dir, records.MANIFEST), manifest)
+  fileio.write_json_atomic(os.path.join(output_dir, records.MANIFEST), manifest)
 
 
-def _stderr(message: str) -> None:
-  print(message, file=sys.stderr, flush=True)
-
-
-class Progress:
-  """Files done/total, audio hours, realtime factor and ETA, at most every few seconds."""
-
-  def __init__(self, total_files: int, total_bytes: int, log, every_s: float):
-    self._total_files, self._total_bytes = total_files, max(total_bytes, 1)
-    self._log, self._every_s = log, every_s
-    self._start = time.monotonic()
-    self._last = -float('inf')
-    self.files = self.bytes = 0
-    self.audio_s = 0.0
-
-  def update(self, path: str, audio_s: float) -> None:
-    self.files += 1
-    self.bytes += file_size(path)
-    self.audio_s += audio_s
-    if time.monotonic() - self._last >= self._every_s:
-      self.report()
-
-  def report(self) -> None:
-    now = time.monotonic()
-    self._last = now
-    elapsed = now - self._start
-    fraction = self.bytes / self._total_bytes
-    eta_text = (str(datetime.timedelta(seconds=round(elapsed * (1 - fraction) / fraction)))
-                if fraction > 0 else '?')
-    self._log(f'[{self.files}/{self._total_files} files] {self.audio_s / 3600:.3f} h '
-              f'audio, {self.audio_s / max(elapsed, 1e-9):.0f}x realtime, ETA {eta_text}')
-
-
-def make_tfrecords(inputs, output_dir: str, config: PrepareConfig | None = None, log=_stderr,
+def make_tfrecords(inputs, output_dir: str, config: PrepareConfig | None = None,
+                   log=workers.log_to_stderr,
                    progress_every_s: float = 5.0) -> RunSummary:
   """Converts audio files to spectrogram TFRecords in `output_dir`.
 
@@ -421,53 +388,39 @@ def _convert(paths, output_dir: str, config: PrepareConfig, log, progress_every_
     log(f'{summary.already_done} of {len(paths)} files already converted in '
         f'{output_dir}; continuing with the other {len(todo)}')
   skipped = {s['path']: s for s in manifest['skipped']}
-  progress = Progress(len(todo), sum(file_size(p) for p in todo), log,
-                      progress_every_s)
+  progress = workers.Progress(len(todo), sum(workers.file_size(p) for p in todo), log,
+                              progress_every_s)
   writer = _ShardWriter(output_dir, manifest, config)
-  with concurrent.futures.ThreadPoolExecutor(config.num_workers) as pool:
-    futures = {}
-    try:
-      # Results are taken in input order; files submitted ahead keep every worker busy.
-      lookahead = config.num_workers * _LOOKAHEAD_PER_WORKER
-      for i, path in enumerate(todo):
-        for ahead in todo[i:i + lookahead]:
-          if ahead not in futures:
-            futures[ahead] = pool.submit(convert_file, ahead, config)
-        try:
-          converted = futures.pop(path).result()
-        except audio_io.AudioError as e:
-          log(f'skipping {audio_io.display_path(path)}: {e}')
-          skipped[path] = {'path': path, 'reason': str(e)}
-          summary.skipped += 1
-          progress.update(path, 0.0)
-          continue
-        skipped.pop(path, None)
-        if converted.info.note:
-          log(f'{audio_io.display_path(path)}: {converted.info.note}')
-        writer.add(converted)
-        summary.converted += 1
-        summary.windows += len(converted.stored)
-        summary.audio_s += converted.info.duration_s
-        progress.update(path, converted.info.duration_s)
-      writer.commit()
-    except BaseException:
-      for future in futures.values():
-        future.cancel()
-      writer.abort()
-      raise
-    finally:
-      manifest['skipped'] = sorted(skipped.values(), key=lambda s: s['path'])
-      write_manifest(output_dir, manifest)
+  # Results are taken in input order; files submitted ahead keep every worker busy.
+  converted_files = workers.ordered_map(
+      lambda path: convert_file(path, config), todo, config.num_workers,
+      ahead=config.num_workers * _LOOKAHEAD_PER_WORKER, errors=audio_io.AudioError)
+  try:
+    for path, converted in converted_files:
+      if isinstance(converted, audio_io.AudioError):
+        log(f'skipping {audio_io.display_path(path)}: {converted}')
+        skipped[path] = {'path': path, 'reason': str(converted)}
+        summary.skipped += 1
+        progress.update(path, 0.0)
+        continue
+      skipped.pop(path, None)
+      if converted.info.note:
+        log(f'{audio_io.display_path(path)}: {converted.info.note}')
+      writer.add(converted)
+      summary.converted += 1
+      summary.windows += len(converted.stored)
+      summary.audio_s += converted.info.duration_s
+      progress.update(path, converted.info.duration_s)
+    writer.commit()
+  except BaseException:
+    converted_files.close()  # Cancels the files not yet started.
+    writer.abort()
+    raise
+  finally:
+    manifest['skipped'] = sorted(skipped.values(), key=lambda s: s['path'])
+    write_manifest(output_dir, manifest)
   summary.shards = writer.committed
   summary.wall_s = time.monotonic() - start
   if todo:
     progress.report()
   return summary
-
-
-def file_size(path: str) -> int:
-  """Size in bytes, 0 for a file that cannot be read (it is reported elsewhere)."""
-  try:
-    return os.path.getsize(path)
-  except OSError:
-    return 0

@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from orca_gan import audio_io
+from orca_gan import fileio
 from orca_gan import embed_lib
 from orca_gan import models
 from orca_gan import plotting
@@ -463,7 +464,7 @@ def run(config: ProbeConfig, log=print) -> dict:
                         left_out),
   }
   os.makedirs(config.output_dir, exist_ok=True)
-  records.write_json_atomic(os.path.join(config.output_dir, 'probe.json'), report)
+  fileio.write_json_atomic(os.path.join(config.output_dir, 'probe.json'), report)
   bars = {name: {'MRR': e.get('retrieval', {}).get('mrr'), 'kNN accuracy':
                  e['knn_accuracy'], 'mean AUC': e['mean_auc'],
                  'linear probe': e['linear_probe']['accuracy']}

@@ -8,7 +8,6 @@ the manifest; nothing is taken from defaults in code.
 import contextlib
 import json
 import os
-import uuid
 
 import tensorflow as tf
 
@@ -84,26 +83,6 @@ def compression_type(manifest: dict) -> str:
 
 def shard_paths(tfrecord_dir: str, manifest: dict) -> list:
   return [os.path.join(tfrecord_dir, s['path']) for s in manifest['shards']]
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-  """Writes JSON to a temporary file in the same folder, then renames it into place."""
-  write_bytes_atomic(path, (json.dumps(payload, indent=1) + '\n').encode('utf-8'))
-
-
-def write_bytes_atomic(path: str, payload: bytes) -> None:
-  """Writes to a temporary file in the same folder, then renames it into place."""
-  folder = os.path.dirname(os.path.abspath(path))
-  # Not mkstemp: its 0600 mode would survive the rename and hide the file from others.
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
-  try:
-    with open(tmp, 'xb') as f:
-      f.write(payload)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def read_manifest(tfrecord_dir: str) -> dict:

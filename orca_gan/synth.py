@@ -38,14 +38,14 @@ Output is mono 16-bit PCM, as `.wav` (standard library `wave`) or `.flac`
 to work with the pinned tensorflow-io 0.37.1).
 """
 
-import contextlib
 import dataclasses
 import math
 import os
-import uuid
 import wave
 
 import numpy as np
+
+from orca_gan import fileio
 
 KINDS = ('whistle', 'pulsed_call', 'clicks', 'boat', 'speech')
 
@@ -496,19 +496,6 @@ def synthesize_scene(duration_s: float, sample_rate_hz: int = 44100, seed: int =
   return np.clip(scene, -SCENE_PEAK, SCENE_PEAK).astype(np.float32), events
 
 
-@contextlib.contextmanager
-def _atomic_path(path: str):
-  """Yields a temporary name next to `path`, renamed to `path` if the block succeeds."""
-  folder, name = os.path.split(os.path.abspath(path))
-  temporary = os.path.join(folder, f'.{name}.{uuid.uuid4().hex}.tmp')
-  try:
-    yield temporary
-    os.replace(temporary, path)
-  finally:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(temporary)
-
-
 def write_audio(path: str, audio: np.ndarray, sample_rate_hz: int) -> None:
   """Writes mono float audio in [-1, 1] as 16-bit PCM .wav or .flac.
 
@@ -538,7 +525,7 @@ def write_audio(path: str, audio: np.ndarray, sample_rate_hz: int) -> None:
   if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
     raise ValueError(f'sample_rate_hz must be a positive integer, got {sample_rate_hz}')
   pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
-  with _atomic_path(path) as temporary:
+  with fileio.atomic_path(path) as temporary:
     if extension == '.wav':
       with wave.open(temporary, 'wb') as f:
         f.setnchannels(1)
@@ -627,7 +614,7 @@ def make_demo_corpus(output_dir: str, num_files: int = 3, duration_s: float = 60
   except OSError:
     unchanged = False
   if not unchanged:
-    with _atomic_path(tsv_path) as temporary:
+    with fileio.atomic_path(tsv_path) as temporary:
       with open(temporary, 'w', encoding='utf-8') as f:
         f.write(text)
   return sorted(paths)

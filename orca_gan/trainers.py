@@ -34,6 +34,7 @@ import keras
 import tensorflow as tf
 
 from orca_gan import data
+from orca_gan import fileio
 from orca_gan import losses
 from orca_gan import models
 from orca_gan import records
@@ -349,7 +350,7 @@ class GanTrainer:
 
   def save_run_config(self) -> None:
     os.makedirs(self.config.logdir, exist_ok=True)
-    records.write_json_atomic(os.path.join(self.config.logdir, 'config.json'),
+    fileio.write_json_atomic(os.path.join(self.config.logdir, 'config.json'),
                               self.run_description())
 
   # ---------------------------------------------------------------- the step
