@@ -1,8 +1,9 @@
-"""What the benchmark scripts share: running the repository's apps as children."""
+"""What the benchmark scripts share: running children and measuring them and the machine."""
 
 import os
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,3 +15,75 @@ def run_app(name: str, *args, env: dict) -> str:
   if result.returncode:
     sys.exit(f'bin/{name} failed:\n{result.stderr[-3000:]}')
   return result.stdout
+
+
+def loadavg() -> str:
+  try:
+    with open('/proc/loadavg') as f:
+      return ' '.join(f.read().split()[:3])
+  except OSError:
+    return '?'
+
+
+def cpu_ticks():
+  """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat."""
+  try:
+    with open('/proc/stat') as f:
+      fields = [int(v) for v in f.readline().split()[1:]]
+  except (OSError, ValueError):
+    return None
+  hz = os.sysconf('SC_CLK_TCK')
+  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+  # Fields 8+ (guest) are already included in user time.
+  total = sum(fields[:8])
+  steal = fields[7] if len(fields) > 7 else 0
+  return (total - idle - steal) / hz, steal / hz
+
+
+def wait_for_quiet(max_wait_s: float, busy_below: float = 0.25) -> float:
+  """Waits (at most max_wait_s) until the machine is nearly idle; returns the wait."""
+  start = time.monotonic()
+  while time.monotonic() - start < max_wait_s:
+    before = cpu_ticks()
+    time.sleep(2.0)
+    after = cpu_ticks()
+    if before is None or after is None:
+      break
+    cores = os.cpu_count() or 1
+    if (after[0] - before[0]) / 2.0 / cores < busy_below:
+      break
+  return time.monotonic() - start
+
+
+def run_child(argv, log_dir: str, name: str, env=None, cwd=None) -> dict:
+  """Runs argv to completion; returns wall, CPU, this child's peak RSS and its output.
+
+  Also returns `others_cpu_s`: CPU time the rest of the machine used meanwhile (busy time
+  from /proc/stat minus this child's), and `steal_s` (time the hypervisor took away).
+  """
+  out_path = os.path.join(log_dir, name + '.stdout')
+  err_path = os.path.join(log_dir, name + '.stderr')
+  with open(out_path, 'w') as out, open(err_path, 'w') as err:
+    ticks = cpu_ticks()
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
+    # wait4 gives the rusage of exactly this child (RUSAGE_CHILDREN would be the maximum
+    # over all children waited for so far).
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    ticks_after = cpu_ticks()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+  cpu = usage.ru_utime + usage.ru_stime
+  others = steal = float('nan')
+  if ticks and ticks_after:
+    others = max(0.0, ticks_after[0] - ticks[0] - cpu)
+    steal = ticks_after[1] - ticks[1]
+  with open(out_path) as f:
+    stdout = f.read()
+  with open(err_path) as f:
+    stderr = f.read()
+  if proc.returncode != 0:
+    sys.exit(f'{name} failed (exit {proc.returncode}): {" ".join(argv)}\n'
+             f'--- stderr tail ---\n{stderr[-3000:]}')
+  return {'wall_s': wall, 'cpu_s': cpu, 'others_cpu_s': others, 'steal_s': steal,
+          'peak_rss_mb': usage.ru_maxrss / 1024, 'stdout': stdout, 'stderr': stderr}

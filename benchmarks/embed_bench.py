@@ -26,11 +26,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 import wave
+
+from bench_util import loadavg, run_child
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_MP3 = os.path.join(REPO, '..', 'shared', 'data', 'bench', 'orca_scene_10min.mp3')
@@ -38,47 +38,12 @@ DEMO_MODEL = os.path.join(REPO, 'demo', 'run', 'export', 'discriminator')
 TARGET_RTF = 200.0
 
 
-def loadavg() -> str:
-  with open('/proc/loadavg') as f:
-    return ' '.join(f.read().split()[:3])
-
-
-def busy_cpu_s() -> float:
-  """Busy CPU seconds of the whole machine so far (/proc/stat, without steal)."""
-  with open('/proc/stat') as f:
-    fields = [int(v) for v in f.readline().split()[1:]]
-  idle = fields[3] + fields[4]
-  return (sum(fields[:8]) - idle - fields[7]) / os.sysconf('SC_CLK_TCK')
-
-
-def run_child(argv, log_dir: str, name: str) -> dict:
-  """Runs argv; returns wall and CPU seconds, peak RSS, others' CPU and its output."""
-  out_path, err_path = (os.path.join(log_dir, f'{name}.{stream}')
-                        for stream in ('stdout', 'stderr'))
-  with open(out_path, 'w') as out, open(err_path, 'w') as err:
-    busy = busy_cpu_s()
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=REPO)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    others = busy_cpu_s() - busy
-  with open(out_path) as f:
-    stdout = f.read()
-  with open(err_path) as f:
-    stderr = f.read()
-  if os.waitstatus_to_exitcode(status) != 0:
-    sys.exit(f'{name} failed: {" ".join(argv)}\n{stderr[-3000:]}')
-  cpu = usage.ru_utime + usage.ru_stime
-  return {'wall_s': wall, 'cpu_s': cpu, 'peak_rss_mb': usage.ru_maxrss / 1024,
-          'others_cpu_s': max(0.0, others - cpu), 'stdout': stdout, 'stderr': stderr}
-
-
 def best_of(repeats: int, argv_for, work: str, name: str, check=None) -> dict:
   """The fastest of `repeats` runs (peak RSS: the largest); `argv_for(out_dir)`."""
   best, peak = None, 0.0
   for r in range(repeats):
     out_dir = os.path.join(work, f'{name}_{r}')
-    result = run_child(argv_for(out_dir), work, f'{name}_{r}')
+    result = run_child(argv_for(out_dir), work, f'{name}_{r}', cwd=REPO)
     if check:
       check(out_dir)
     if not (name == 'baseline' and r == 0):  # Kept: the input of the 'records' row.

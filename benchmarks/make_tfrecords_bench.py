@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+from bench_util import loadavg, run_child, wait_for_quiet
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_MP3 = os.path.join(REPO, '..', 'shared', 'data', 'bench', 'orca_scene_10min.mp3')
 MAKE_TFRECORDS = os.path.join(REPO, 'bin', 'make_tfrecords')
@@ -53,10 +55,6 @@ BASE_SIZE = 128
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _mb(kb: float) -> float:
-  return kb / 1024.0
-
 
 def _fmt_mb(mb: float) -> str:
   return f'{mb / 1024:.2f} GB' if mb >= 1024 else f'{mb:.0f} MB'
@@ -93,78 +91,6 @@ def machine() -> dict:
       versions[name] = 'not installed'
   return {'nproc': nproc, 'cpu_model': model, 'mem_gb': round(mem_gb, 1),
           'python': sys.version.split()[0], 'versions': versions}
-
-
-def loadavg() -> str:
-  try:
-    with open('/proc/loadavg') as f:
-      return ' '.join(f.read().split()[:3])
-  except OSError:
-    return '?'
-
-
-def cpu_ticks():
-  """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat."""
-  try:
-    with open('/proc/stat') as f:
-      fields = [int(v) for v in f.readline().split()[1:]]
-  except (OSError, ValueError):
-    return None
-  hz = os.sysconf('SC_CLK_TCK')
-  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-  # Fields 8+ (guest) are already included in user time.
-  total = sum(fields[:8])
-  steal = fields[7] if len(fields) > 7 else 0
-  return (total - idle - steal) / hz, steal / hz
-
-
-def wait_for_quiet(max_wait_s: float, busy_below: float = 0.25) -> float:
-  """Waits (at most max_wait_s) until the machine is nearly idle; returns the wait."""
-  start = time.monotonic()
-  while time.monotonic() - start < max_wait_s:
-    before = cpu_ticks()
-    time.sleep(2.0)
-    after = cpu_ticks()
-    if before is None or after is None:
-      break
-    cores = os.cpu_count() or 1
-    if (after[0] - before[0]) / 2.0 / cores < busy_below:
-      break
-  return time.monotonic() - start
-
-
-def run_child(argv, log_dir: str, name: str, env=None) -> dict:
-  """Runs argv to completion; returns wall, CPU, this child's peak RSS and its output.
-
-  Also returns `others_cpu_s`: CPU time the rest of the machine used meanwhile (busy time
-  from /proc/stat minus this child's), and `steal_s` (time the hypervisor took away).
-  """
-  out_path = os.path.join(log_dir, name + '.stdout')
-  err_path = os.path.join(log_dir, name + '.stderr')
-  with open(out_path, 'w') as out, open(err_path, 'w') as err:
-    ticks = cpu_ticks()
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-    # wait4 gives the rusage of exactly this child (RUSAGE_CHILDREN would be the maximum
-    # over all children waited for so far).
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    ticks_after = cpu_ticks()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-  cpu = usage.ru_utime + usage.ru_stime
-  others = steal = float('nan')
-  if ticks and ticks_after:
-    others = max(0.0, ticks_after[0] - ticks[0] - cpu)
-    steal = ticks_after[1] - ticks[1]
-  with open(out_path) as f:
-    stdout = f.read()
-  with open(err_path) as f:
-    stderr = f.read()
-  if proc.returncode != 0:
-    sys.exit(f'{name} failed (exit {proc.returncode}): {" ".join(argv)}\n'
-             f'--- stderr tail ---\n{stderr[-3000:]}')
-  return {'wall_s': wall, 'cpu_s': cpu, 'others_cpu_s': others, 'steal_s': steal,
-          'peak_rss_mb': _mb(usage.ru_maxrss), 'stdout': stdout, 'stderr': stderr}
 
 
 def run_orca(inputs: str, work: str, name: str, num_workers: int, repeats: int,
