@@ -23,15 +23,8 @@ LOCK_FILE = '.orca_gan.lock'
 
 
 class OutputError(OSError):
-  """An output folder or file cannot be written now; the message says which and why."""
-
-
-class FolderInUseError(OutputError):
-  """Another process holds the folder's lock."""
-
-
-class WriteError(OutputError):
-  """An output could not be written (e.g. the disk is full)."""
+  """An output folder or file cannot be written now (another process holds the folder's
+  lock, the disk is full, ...); the message says which and why."""
 
 
 def os_reason(error: Exception) -> str:
@@ -53,7 +46,7 @@ def lock_folder(folder: str, flag: str, command: str):
     command: What takes the lock, e.g. 'make_tfrecords'.
 
   Raises:
-    FolderInUseError: Another process holds the lock.
+    OutputError: Another process holds the lock.
     OSError: The folder cannot be created or the lock file opened.
   """
   created = not os.path.isdir(folder)
@@ -66,7 +59,7 @@ def lock_folder(folder: str, flag: str, command: str):
     except BlockingIOError:
       holder = os.pread(fd, 200, 0).decode('ascii', 'replace').strip() or '?'
       os.close(fd)
-      raise FolderInUseError(
+      raise OutputError(
           f'{flag} {folder} is in use by another process ({holder}); wait for it to '
           'finish or choose another folder') from None
     # The holder before us may have removed the file between our open and our lock:

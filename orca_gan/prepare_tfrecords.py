@@ -272,11 +272,11 @@ class _ShardWriter:
 
   @contextlib.contextmanager
   def _writing(self):
-    """Turns a failed write into one `fileio.WriteError` naming the shard."""
+    """Turns a failed write into one `fileio.OutputError` naming the shard."""
     try:
       yield
     except (OSError, tf.errors.OpError) as e:
-      raise fileio.WriteError(f'{os.path.join(self._dir, self._name)}: cannot write '
+      raise fileio.OutputError(f'{os.path.join(self._dir, self._name)}: cannot write '
                               f'({fileio.os_reason(e)})') from None
 
   def add(self, converted: ConvertedFile) -> None:

@@ -423,7 +423,7 @@ def test_damaged_shard_is_named_and_nothing_written(model, corpus, tmp_path, how
 def test_a_second_writer_is_refused(model, corpus, tmp_path):
   out = tmp_path / 'out'
   with fileio.lock_folder(str(out), '--output_dir', 'embed'):
-    with pytest.raises(fileio.FolderInUseError, match=f'in use by another process '
+    with pytest.raises(fileio.OutputError, match=f'in use by another process '
                        rf'\(embed, pid {os.getpid()}\)'):
       embed_lib.embed_corpus(model, str(out), inputs=[str(corpus)],
                              log=lambda line: None)
