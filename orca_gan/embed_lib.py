@@ -66,7 +66,6 @@ import numpy as np
 import tensorflow as tf
 
 from orca_gan import audio_io
-from orca_gan import export_lib
 from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
@@ -213,25 +212,6 @@ def label_from_filename(path: str) -> str:
 
 # ------------------------------------------------------------------------ the model
 
-def load_model(path: str):
-  """Loads an exported discriminator (`export_lib.load`).
-
-  Raises:
-    ValueError: `path` is not an orca_gan SavedModel, or holds a generator.
-  """
-  return export_lib.load(path, 'discriminator')
-
-
-def model_metadata(loaded_model) -> dict:
-  """The metadata of a model from `load_model` (as `export_lib.read_metadata`)."""
-  return export_lib.loaded_metadata(loaded_model)
-
-
-def model_transform(loaded_model) -> spectral.SpectrogramConfig:
-  """The spectrogram transform the model was trained on."""
-  return spectral.SpectrogramConfig.from_dict(model_metadata(loaded_model)['transform'])
-
-
 def embedding_names(loaded_model) -> list:
   """The embeddings an exported discriminator offers: 'lstm' and its pooled features."""
   if 'features' not in loaded_model.signatures:  # Exported before pooled features.
@@ -248,7 +228,7 @@ def check_embedding(loaded_model, embedding: str) -> None:
 
 def embedding_size(loaded_model, embedding: str = 'lstm') -> int:
   if embedding == 'lstm':
-    return int(model_metadata(loaded_model)['model_config']['d_lstm_units'])
+    return loaded_model.model_config.d_lstm_units
   return int(loaded_model.signatures['features'].structured_outputs[embedding].shape[-1])
 
 
@@ -262,7 +242,7 @@ def embed_windows(loaded_model, images, context: str = 'file',
   """Embeds the consecutive windows of one recording.
 
   Args:
-    loaded_model: An exported discriminator, from `load_model`.
+    loaded_model: An exported discriminator, from `export_lib.load`.
     images: Shape [N, H, W]: float32 in [-1, 1], or stored uint8 / float16 values
       (dequantized chunk by chunk with `records.dequantize`).
     context: 'file': the N windows are one sequence from the zero state, the LSTM state
@@ -416,7 +396,7 @@ def embed_clip(loaded_model, path: str, config: EmbedConfig | None = None):
     audio_io.AudioError: The clip cannot be used.
   """
   config = config or EmbedConfig()
-  clip = audio_windows(path, model_transform(loaded_model), config.channel,
+  clip = audio_windows(path, loaded_model.transform, config.channel,
                        pad_short=True, short_clip=config.short_clip)
   embeddings = embed_windows(loaded_model, clip.stored, config.context,
                              config.chunk_windows, config.embedding)
@@ -576,7 +556,7 @@ def _embed_all(loaded_model, paths, tfrecord_dir: str | None, manifest: dict | N
                config: EmbedConfig, raw, metadata, summary: EmbedSummary, log,
                progress_every_s: float) -> None:
   """Embeds every file, appending float32 rows to `raw` and TSV rows to `metadata`."""
-  transform = model_transform(loaded_model)
+  transform = loaded_model.transform
   record_paths = [f['path'] for f in manifest['files']] if manifest else []
   # make_tfrecords' progress line, its ETA weighted by (source audio) file size.
   sizes = [workers.file_size(p) for p in record_paths + paths]
@@ -615,7 +595,7 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | N
   `output_dir` is created; outputs appear only when complete.
 
   Args:
-    loaded_model: An exported discriminator, from `load_model`.
+    loaded_model: An exported discriminator, from `export_lib.load`.
     output_dir: Where the outputs go (see the module doc); created if missing; outputs
       of an earlier run there are replaced.
     inputs: Audio files, folders (searched recursively) or glob patterns.
@@ -640,7 +620,7 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | N
   start = time.monotonic()
   config = config or EmbedConfig()
   check_embedding(loaded_model, config.embedding)
-  paths, manifest = _checked_sources(inputs, tfrecord_dir, model_transform(loaded_model),
+  paths, manifest = _checked_sources(inputs, tfrecord_dir, loaded_model.transform,
                                      model_path, log)
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise UsageError(f'--output_dir {output_dir}: exists and is not a folder')

@@ -93,20 +93,19 @@ class EvaluateConfig:
 
 
 def load_generator(path: str):
-  """Loads an exported generator; returns (loaded SavedModel, metadata dict).
+  """Loads an exported generator (`export_lib.load`).
 
   Raises:
     EvaluationError: `path` is not an orca_gan generator SavedModel.
   """
   from orca_gan import export_lib
   try:
-    loaded = export_lib.load(path, 'generator')
+    return export_lib.load(path, 'generator')
   except ValueError as e:
     raise EvaluationError(f'--model: {e}') from e
-  return loaded, export_lib.loaded_metadata(loaded)
 
 
-def check_records(config: EvaluateConfig, metadata: dict):
+def check_records(config: EvaluateConfig, model_transform):
   """Reads the manifest and checks it against the model; returns (manifest, transform).
 
   Raises:
@@ -115,13 +114,11 @@ def check_records(config: EvaluateConfig, metadata: dict):
   """
   from orca_gan import data
   from orca_gan import records
-  from orca_gan import spectral
   try:
     manifest = records.read_manifest(config.tfrecords)
     transform = records.manifest_config(manifest)
   except (records.ManifestError, ValueError, KeyError, TypeError) as e:
     raise EvaluationError(f'--tfrecords: {e}') from e
-  model_transform = spectral.SpectrogramConfig.from_dict(metadata['transform'])
   if transform != model_transform:
     raise EvaluationError(f'--tfrecords {config.tfrecords}: transform differs from the '
                           f"model's (records vs model: "
@@ -137,8 +134,7 @@ def check_records(config: EvaluateConfig, metadata: dict):
   return manifest, transform
 
 
-def generate(loaded, metadata: dict, num_sequences: int, seq_len: int,
-             seed: int) -> np.ndarray:
+def generate(loaded, num_sequences: int, seq_len: int, seed: int) -> np.ndarray:
   """Draws sequences from the exported generator.
 
   Latents are `models.sample_latents([seed, 0], ...)` with the model's own config, so
@@ -149,9 +145,8 @@ def generate(loaded, metadata: dict, num_sequences: int, seq_len: int,
   """
   import tensorflow as tf
   from orca_gan import models
-  model_config = models.ModelConfig(**metadata['model_config'])
   z = models.sample_latents(tf.constant([seed, 0], tf.int64), num_sequences, seq_len,
-                            model_config)
+                            loaded.model_config)
   serve = loaded.signatures['serving_default']
   images = [serve(z=z[i:i + _GENERATE_BATCH])['images'].numpy()[..., 0]
             for i in range(0, num_sequences, _GENERATE_BATCH)]
@@ -627,13 +622,13 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
     EvaluationError: Bad model, records or flags; nothing has been written.
   """
   from orca_gan import records
-  loaded, metadata = load_generator(config.model)
-  manifest, transform = check_records(config, metadata)
+  loaded = load_generator(config.model)
+  manifest, transform = check_records(config, loaded.transform)
   if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
     raise EvaluationError(f'--output_dir {config.output_dir} exists and is not a '
                           'folder')
 
-  generated = generate(loaded, metadata, config.num_sequences, config.seq_len,
+  generated = generate(loaded, config.num_sequences, config.seq_len,
                        config.seed)
   log(f'evaluate: generated {config.num_sequences} sequences of {config.seq_len} '
       f'windows; reading {config.tfrecords}')
@@ -653,7 +648,7 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
                   'real': int(len(real.features)),
                   'real_files': int(len(np.unique(real.file_ids)))},
       **result,
-      'model_metadata': metadata,
+      'model_metadata': loaded.metadata,
   }
   result = _jsonable(result)
   # Both files are rendered in memory first: a failure up to here leaves no output.

@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import tensorflow as tf
 
@@ -298,9 +299,24 @@ def _metadata_of(loaded, path: str) -> dict:
   return metadata
 
 
-def loaded_metadata(loaded) -> dict:
-  """The parsed metadata of a model returned by `load` (already checked there)."""
-  return json.loads(loaded.metadata_json.numpy().decode('utf-8'))
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+  """An exported model, loaded, with what its metadata says about it.
+
+  Attribute access falls through to the SavedModel (`signatures`, `generate`,
+  `discriminate`, ...).
+  """
+  path: str
+  kind: str
+  saved_model: Any          # From tf.saved_model.load.
+  metadata: dict
+  model_config: models.ModelConfig
+  transform: spectral.SpectrogramConfig
+
+  def __getattr__(self, name):
+    if name == 'saved_model':  # Not set yet (e.g. while unpickling).
+      raise AttributeError(name)
+    return getattr(self.saved_model, name)
 
 
 def read_metadata(path: str) -> dict:
@@ -312,22 +328,24 @@ def read_metadata(path: str) -> dict:
   return _metadata_of(_load_saved_model(path), path)
 
 
-def load(path: str, kind: str):
+def load(path: str, kind: str) -> LoadedModel:
   """Loads an exported model of `kind` ('generator' or 'discriminator').
 
   Returns:
-    The object from `tf.saved_model.load`: call its `signatures`, or its
-    `generate`/`generate_from_state` (`discriminate`/`discriminate_from_state`)
-    functions; `read_metadata` gives the metadata.
+    The model: call its `signatures`, or its `generate`/`generate_from_state`
+    (`discriminate`/`discriminate_from_state`) functions; its metadata, model config
+    and transform come with it.
 
   Raises:
     ValueError: If `kind` is unknown, `path` is not an orca_gan SavedModel, or it
-      holds the other kind of model.
+      holds the other kind of model (the message names `path`).
   """
   if kind not in KINDS:
     raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
   loaded = _load_saved_model(path)
-  found = _metadata_of(loaded, path)['kind']
-  if found != kind:
-    raise ValueError(f'{path} is a {found} SavedModel; expected a {kind}')
-  return loaded
+  metadata = _metadata_of(loaded, path)
+  if metadata['kind'] != kind:
+    raise ValueError(f'{path} is a {metadata["kind"]} SavedModel; expected a {kind}')
+  return LoadedModel(path=path, kind=kind, saved_model=loaded, metadata=metadata,
+                     model_config=models.ModelConfig(**metadata['model_config']),
+                     transform=spectral.SpectrogramConfig.from_dict(metadata['transform']))

@@ -295,18 +295,15 @@ def interpolation_latents(seed_a: int, seed_b: int, steps: int, seq_len: int,
 
 
 def load_generator(path: str):
-  """Loads an exported generator; returns `(loaded, model_config, transform)`.
+  """Loads an exported generator (`export_lib.load`).
 
   Raises:
     GenerateError: If `path` is not an orca_gan generator SavedModel (one line).
   """
   try:
-    loaded = export_lib.load(path, 'generator')
+    return export_lib.load(path, 'generator')
   except ValueError as e:
     raise GenerateError(str(e)) from e
-  metadata = export_lib.loaded_metadata(loaded)
-  return (loaded, models.ModelConfig(**metadata['model_config']),
-          spectral.SpectrogramConfig.from_dict(metadata['transform']))
 
 
 def run_generator(loaded, z) -> np.ndarray:
@@ -367,7 +364,8 @@ def generate(config: GenerateConfig) -> Generated:
   """
   if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
     raise GenerateError(f'--output_dir {config.output_dir} exists and is not a folder')
-  loaded, model_config, transform = load_generator(config.model)
+  loaded = load_generator(config.model)
+  model_config, transform = loaded.model_config, loaded.transform
   try:
     spectral.stft_geometry(transform)
   except ValueError as e:

@@ -44,6 +44,7 @@ import tensorflow as tf
 from orca_gan import audio_io
 from orca_gan import fileio
 from orca_gan import embed_lib
+from orca_gan import export_lib
 from orca_gan import models
 from orca_gan import plotting
 from orca_gan import records
@@ -319,10 +320,10 @@ def _model_embedder(loaded_model):
   return embedder
 
 
-def _untrained_embedder(metadata: dict, seed: int):
-  """The same, for the architecture of `metadata` with fresh weights, built here."""
+def _untrained_embedder(model_config: models.ModelConfig, seed: int):
+  """The same, for the architecture `model_config` with fresh weights, built here."""
   keras.utils.set_random_seed(seed)
-  discriminator = models.Discriminator(models.ModelConfig(**metadata['model_config']))
+  discriminator = models.Discriminator(model_config)
 
   @tf.function(reduce_retracing=True)
   def embed(images):                                           # [n, H, W, 1]
@@ -433,27 +434,26 @@ def run(config: ProbeConfig, log=print) -> dict:
   if queries and not set(labels[p] for p in queries) & set(labels[p] for p in catalogue):
     raise UsageError('--queries and --catalogue share no label: nothing to retrieve')
   try:
-    model = embed_lib.load_model(config.model)
+    model = export_lib.load(config.model, 'discriminator')
   except ValueError as e:
     raise UsageError(f'--model {e}') from e
-  metadata = embed_lib.model_metadata(model)
   if config.untrained_model:
     try:
-      baseline = embed_lib.load_model(config.untrained_model)
+      baseline = export_lib.load(config.untrained_model, 'discriminator')
     except ValueError as e:
       raise UsageError(f'--untrained_model {e}') from e
-    if embed_lib.model_metadata(baseline)['model_config'] != metadata['model_config']:
+    if baseline.model_config != model.model_config:
       raise UsageError(f'--untrained_model {config.untrained_model}: another '
                        'architecture than --model')
     untrained = _model_embedder(baseline)
   else:
-    untrained = _untrained_embedder(metadata, config.seed)
+    untrained = _untrained_embedder(model.model_config, config.seed)
   paths = list(labels)
-  features = file_features(paths, embed_lib.model_transform(model),
+  features = file_features(paths, model.transform,
                            {'trained': _model_embedder(model), 'untrained': untrained},
                            log, config.short_clip)
   report: dict = {
-      'model': config.model, 'step': metadata.get('step'),
+      'model': config.model, 'step': model.metadata.get('step'),
       'files': len(paths), 'labels': sorted(set(labels.values())),
       'short_clip': config.short_clip,
       'queries': len(queries), 'catalogue': len(catalogue),

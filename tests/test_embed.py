@@ -16,6 +16,7 @@ from tensorboard.plugins.projector import projector_plugin
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from orca_gan import embed_lib
+from orca_gan import export_lib
 from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
@@ -33,7 +34,7 @@ WINDOWS = {'S_1.wav': 3, 'FO-S33-RJ-a.wav': 4, 'rec2.wav': 2}
 
 @pytest.fixture(scope='module')
 def model(exported):
-  return embed_lib.load_model(exported['discriminator'])
+  return export_lib.load(exported['discriminator'], 'discriminator')
 
 
 @pytest.fixture(scope='module')

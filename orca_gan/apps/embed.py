@@ -62,11 +62,12 @@ def main(argv):
     common.fail('give audio with --input (a file, folder or glob; repeatable) and/or a '
                 'make_tfrecords folder with --tfrecords')
   from orca_gan import embed_lib
+  from orca_gan import export_lib
   from orca_gan import fileio
   try:
     config = common.config_from_flags(embed_lib.EmbedConfig)
     try:
-      model = embed_lib.load_model(FLAGS.model)
+      model = export_lib.load(FLAGS.model, 'discriminator')
     except ValueError as e:
       raise embed_lib.UsageError(f'--model {e}') from e
     summary = embed_lib.embed_corpus(
