@@ -66,6 +66,7 @@ import numpy as np
 import tensorflow as tf
 
 from orca_gan import audio_io
+from orca_gan import configs
 from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
@@ -124,23 +125,35 @@ class EmbedConfig:
     chunk_windows: Windows per discriminator call (bounds memory).
     projector_max_rows: At most this many rows in embeddings.tsv (see module doc).
   """
-  embedding: str = 'conv1_time_mean'
-  context: str = 'file'
-  pad_short: bool = True
-  short_clip: str = 'tile'
-  channel: str = 'mix'
-  num_workers: int = 2
-  top_k: int = 20
-  chunk_windows: int = 64
-  projector_max_rows: int = 100_000
+  embedding: str = configs.flag('conv1_time_mean',
+      "lstm: the discriminator's LSTM output; or a pooled convolution feature of each "
+      'window (conv<i>_time_mean: block i averaged over time; conv_time_mean: all '
+      'blocks; conv_grid: every block max-pooled to 4x4). bin/probe measures which '
+      'sorts your labels best.')
+  context: str = configs.flag('file',
+      "file: each file's windows are one sequence through the discriminator LSTM, its "
+      'state carried window to window; window: every window from the zero state, '
+      'independent of its neighbours.',
+      choices=CONTEXTS)
+  pad_short: bool = configs.flag(True,
+      'Keep recordings shorter than one window as one padded window (call clips are '
+      'short; see --short_clip) instead of skipping them.')
+  short_clip: str = configs.flag('tile',
+      'How a recording shorter than one window fills the rest of it: zeros (digital '
+      'silence, as make_tfrecords pads), tile (the clip repeated) or noise_floor (each '
+      "band at the clip's quietest level).",
+      choices=SHORT_CLIP_MODES)
+  channel: str = configs.flag('mix', "'mix' (mean of channels) or a channel index.")
+  num_workers: int = configs.flag(2, 'Audio files decoded at once (one per core).')
+  top_k: int = configs.flag(20, 'Windows listed in query_ranking.tsv.')
+  chunk_windows: int = configs.flag(64,
+      'Windows per discriminator call (bounds memory).')
+  projector_max_rows: int = configs.flag(100_000,
+      'Rows in embeddings.tsv for the TensorBoard Projector; a larger corpus gets every '
+      'k-th row there (embeddings.npy holds all).')
 
   def __post_init__(self):
-    if self.context not in CONTEXTS:
-      raise UsageError(f'--context must be one of {", ".join(CONTEXTS)}, got '
-                       f'{self.context!r}')
-    if self.short_clip not in SHORT_CLIP_MODES:
-      raise UsageError(f'--short_clip must be one of {", ".join(SHORT_CLIP_MODES)}, '
-                       f'got {self.short_clip!r}')
+    configs.check_choices(self, UsageError)
     if self.channel != 'mix' and not self.channel.isdigit():
       raise UsageError("--channel must be 'mix' or a channel index, got "
                        f'{self.channel!r}')

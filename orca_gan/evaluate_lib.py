@@ -50,6 +50,7 @@ import os
 
 import numpy as np
 
+from orca_gan import configs
 from orca_gan import fileio
 from orca_gan import metrics
 
@@ -68,14 +69,26 @@ class EvaluationError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
   """Flags of bin/evaluate map 1:1 to these fields."""
-  model: str = ''                 # Exported generator SavedModel folder.
-  tfrecords: str = ''             # make_tfrecords folder (the training records).
-  output_dir: str = ''
-  num_sequences: int = 64
-  seq_len: int = 4
-  seed: int = 0
-  top_fraction: float = 0.01
-  num_permutations: int = 1000
+  model: str = configs.flag('',
+      'Exported generator SavedModel folder (e.g. <logdir>/export/generator).',
+      required=True)
+  tfrecords: str = configs.flag('',
+      'Folder written by make_tfrecords, normally the training records; its transform '
+      "must match the model's.",
+      required=True)
+  output_dir: str = configs.flag('',
+      'Where metrics.json and report.png go (created at the end).',
+      required=True)
+  num_sequences: int = configs.flag(64, 'Generated sequences.')
+  seq_len: int = configs.flag(4,
+      'Consecutive windows per generated sequence; at most the longest recording in '
+      '--tfrecords.')
+  seed: int = configs.flag(0,
+      'Seed of the latents, the real-vs-real halves, subsamples and permutations.')
+  top_fraction: float = configs.flag(0.01,
+      'Fraction of the loudest pixels of a window that give its energy centroid.')
+  num_permutations: int = configs.flag(1000,
+      'Permutations for the p-value of the centroid test.')
 
   def __post_init__(self):
     for name in ('model', 'tfrecords', 'output_dir'):

@@ -31,6 +31,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from orca_gan import configs
 from orca_gan import export_lib
 from orca_gan import models
 from orca_gan import spectral
@@ -55,15 +56,25 @@ class GenerateConfig:
       --output_dir, a count below its minimum, or --interpolate_seeds that is not two
       integers 'A,B'.
   """
-  model: str = ''
-  output_dir: str = ''
-  num_sequences: int = 4
-  seq_len: int = 4
-  seed: int = 0
-  griffin_lim_iters: int = 32
-  interpolate: bool = False
-  interpolate_seeds: str = '0,1'
-  interpolate_steps: int = 8
+  model: str = configs.flag('',
+      'Exported generator SavedModel folder, e.g. demo/run/export/generator.',
+      required=True)
+  output_dir: str = configs.flag('',
+      'Folder for sequences.png, sequence_NNN.wav and, with --interpolate, '
+      'interpolation.png, interpolation_NNN.wav. Created once the model has loaded; '
+      'files in it are replaced.',
+      required=True)
+  num_sequences: int = configs.flag(4, 'Sequences to generate.')
+  seq_len: int = configs.flag(4, 'Consecutive windows per sequence.')
+  seed: int = configs.flag(0, 'Seed of the latents and of the Griffin-Lim phase.')
+  griffin_lim_iters: int = configs.flag(32, 'Griffin-Lim iterations per sequence.')
+  interpolate: bool = configs.flag(False,
+      'Also write a latent walk (slerp) between the first sequences of the two '
+      '--interpolate_seeds.')
+  interpolate_seeds: str = configs.flag('0,1',
+      'A,B: the seeds the walk starts and ends at (the first sequence of --seed A and of'
+      ' --seed B).')
+  interpolate_steps: int = configs.flag(8, 'Points on the walk, both ends included.')
 
   def __post_init__(self):
     for name in ('model', 'output_dir'):

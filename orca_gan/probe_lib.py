@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from orca_gan import audio_io
 from orca_gan import fileio
+from orca_gan import configs
 from orca_gan import embed_lib
 from orca_gan import export_lib
 from orca_gan import models
@@ -58,18 +59,30 @@ class UsageError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ProbeConfig:
   """Flags of bin/probe map 1:1 to these fields."""
-  model: str = ''
-  untrained_model: str = ''
-  queries: tuple = ()
-  catalogue: tuple = ()
-  labels_csv: str = ''
-  output_dir: str = 'probe'
-  k: int = 5
-  folds: int = 5
-  l2: float = 1e-2
-  top_units: int = 5
-  seed: int = 0
-  short_clip: str = 'tile'
+  model: str = configs.flag('',
+      'Exported discriminator SavedModel folder (e.g. <logdir>/export/discriminator).',
+      required=True)
+  untrained_model: str = configs.flag('',
+      'The same architecture untrained (bin/train --steps 0); default: built here from '
+      "--model's config and --seed.")
+  queries: tuple = configs.flag((),
+      'Query audio files or globs (labels from the file names, e.g. S_1.wav -> S1); '
+      'repeatable.')
+  catalogue: tuple = configs.flag((),
+      'Audio files or globs each query is ranked against; repeatable.')
+  labels_csv: str = configs.flag('',
+      'A CSV with the header path,label (paths relative to it): more labelled files for '
+      'the k-NN, AUC and linear scores, or labels for files named without one.')
+  output_dir: str = configs.flag('probe', 'Where probe.json and probe.png go.')
+  k: int = configs.flag(5, 'Neighbours voting in the leave-one-file-out k-NN.')
+  folds: int = configs.flag(5, 'Cross-validation folds (by file) of the linear probe.')
+  l2: float = configs.flag(1e-2, 'L2 weight of the linear probe.')
+  top_units: int = configs.flag(5, 'Most predictive embedding units listed per label.')
+  seed: int = configs.flag(0, 'Seed of the untrained baseline and the folds.')
+  short_clip: str = configs.flag('tile',
+      'How a file shorter than one window fills the rest of it (as bin/embed '
+      '--short_clip).',
+      choices=embed_lib.SHORT_CLIP_MODES)
 
   def __post_init__(self):
     if not self.model:
@@ -83,9 +96,7 @@ class ProbeConfig:
         raise UsageError(f'--{name} must be at least 1, got {getattr(self, name)}')
     if self.folds < 2:
       raise UsageError(f'--folds must be at least 2, got {self.folds}')
-    if self.short_clip not in embed_lib.SHORT_CLIP_MODES:
-      raise UsageError(f'--short_clip must be one of '
-                       f'{", ".join(embed_lib.SHORT_CLIP_MODES)}, got {self.short_clip!r}')
+    configs.check_choices(self, UsageError)
     if not self.l2 >= 0:
       raise UsageError(f'--l2 must be at least 0, got {self.l2}')
 

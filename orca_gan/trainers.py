@@ -33,6 +33,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from orca_gan import configs
 from orca_gan import data
 from orca_gan import fileio
 from orca_gan import losses
@@ -82,42 +83,71 @@ class TrainingError(RuntimeError):
 class TrainConfig:
   """Flags of bin/train map 1:1 to these fields. Defaults fit a laptop CPU.
 
-  The seed's GPU recipe: batch_size 256, seq_len 12, z_dim 128, g/d_lstm_units 256,
+  scrygan's GPU recipe: batch_size 256, seq_len 12, z_dim 128, g/d_lstm_units 256,
   gf_dim 256, df_dim 64 (see README).
   """
-  tfrecords: str = 'tfrecords'
-  logdir: str = 'runs/orca_gan'
-  export_dir: str = ''            # '' -> <logdir>/export
-  image_size: int = 0             # 0 -> the manifest's; otherwise must match it.
-  steps: int = 2000
-  batch_size: int = 16
-  seq_len: int = 4
-  z_dim: int = 64
-  fast_z: int = -1                # -1 -> z_dim (all dims redrawn every step).
-  g_lstm_units: int = 64
-  d_lstm_units: int = 64
-  gf_dim: int = 64
-  df_dim: int = 16
-  minibatch_stddev: bool = False
-  g_lr: float = 2e-4
-  d_lr: float = 1e-4
-  beta_1: float = 0.5
-  loss: str = 'nonsaturating'
-  d_steps: int = 1
-  gp_weight: float = 10.0
-  seed: int = 0
-  augment: bool = False
-  shuffle_buffer: int = 256       # Sequences; see data.sequence_dataset for memory.
-  interleave_cycle: int = 16      # Shards (about one tape each) read at once.
-  jit_compile: str = 'auto'       # auto: XLA on GPU only (benchmarks/train_bench.py).
-  strategy: str = 'default'       # default | mirrored
-  mixed_precision: bool = False
-  steps_per_loop: int = 1         # Training steps per call into TensorFlow.
-  save_every: int = 200
-  summary_every: int = 20
-  image_every: int = 200
-  profile_steps: str = ''         # 'START,STOP': trace steps START..STOP-1.
-  keep_checkpoints: int = 3
+  tfrecords: str = configs.flag('tfrecords', 'Folder written by make_tfrecords.')
+  logdir: str = configs.flag('runs/orca_gan',
+      'Checkpoints, TensorBoard summaries, config.json and samples.png go here; '
+      'rerunning with the same --logdir resumes.')
+  export_dir: str = configs.flag('',
+      'Where the SavedModels go at the end (default <logdir>/export).')
+  image_size: int = configs.flag(0,
+      'Expected image size; 0 takes it from the manifest.')
+  steps: int = configs.flag(2000,
+      'Train until this step (counting earlier runs in --logdir); 0 exports the '
+      'untrained models (a baseline for bin/evaluate).')
+  batch_size: int = configs.flag(16, 'Sequences per step (global, across devices).')
+  seq_len: int = configs.flag(4,
+      'Consecutive windows (window_s each, from the manifest) per sequence; one GAN '
+      'update per window.')
+  z_dim: int = configs.flag(64, 'Latent size.')
+  fast_z: int = configs.flag(-1,
+      'Latent dims redrawn every time step; the rest are held per sequence. -1: all.')
+  g_lstm_units: int = configs.flag(64, 'Generator LSTM units.')
+  d_lstm_units: int = configs.flag(64, 'Discriminator LSTM units (the embedding size).')
+  gf_dim: int = configs.flag(64, 'Generator width.')
+  df_dim: int = configs.flag(16, 'Discriminator width.')
+  minibatch_stddev: bool = configs.flag(False,
+      'Give the discriminator the batch standard deviation of its last features '
+      '(against generator collapse; per replica under --strategy mirrored; not with --loss '
+      'wgan_gp).')
+  g_lr: float = configs.flag(2e-4, 'Generator Adam learning rate.')
+  d_lr: float = configs.flag(1e-4, 'Discriminator Adam learning rate.')
+  beta_1: float = configs.flag(0.5, 'Adam beta_1 for both.')
+  loss: str = configs.flag('nonsaturating', 'The GAN loss (orca_gan/losses.py).',
+                           choices=tuple(losses.LOSSES))
+  d_steps: int = configs.flag(1, 'Discriminator updates per generator update.')
+  gp_weight: float = configs.flag(10.0, 'Gradient-penalty weight (wgan_gp).')
+  seed: int = configs.flag(0, 'Seed of latents, data order and initial weights.')
+  augment: bool = configs.flag(False,
+      'Differentiable augmentation (DiffAugment): every window the discriminator sees, '
+      'real or generated, is rolled in time by a random amount and made up to 5 dB '
+      'louder or quieter (for small corpora).')
+  shuffle_buffer: int = configs.flag(256,
+      'Sequences in the shuffle buffer (memory: this x seq_len windows, also saved in '
+      'every checkpoint).')
+  interleave_cycle: int = configs.flag(16,
+      'Shards (about one tape each) read at once; consecutive sequences come from this '
+      'many shards (memory: 16 MiB each).')
+  jit_compile: str = configs.flag('auto',
+      'XLA for the whole training step (auto: on a GPU only).',
+      choices=('auto', 'true', 'false'))
+  strategy: str = configs.flag('default',
+      'default: one device; mirrored: all local GPUs.',
+      choices=('default', 'mirrored'))
+  mixed_precision: bool = configs.flag(False,
+      'float16 compute (for GPUs); overflowing updates are skipped and counted '
+      '(skipped_updates).')
+  steps_per_loop: int = configs.flag(1,
+      'Training steps per call into TensorFlow (fewer Python round trips; summaries and '
+      'saves still happen on their steps).')
+  save_every: int = configs.flag(200, 'Steps between checkpoints.')
+  summary_every: int = configs.flag(20, 'Steps between scalar summaries and log lines.')
+  image_every: int = configs.flag(200, 'Steps between image summaries.')
+  profile_steps: str = configs.flag('',
+      'START,STOP: profiler trace of these steps for TensorBoard.')
+  keep_checkpoints: int = configs.flag(3, 'Checkpoints kept.')
 
   def __post_init__(self):
     if self.steps < 0:
@@ -131,18 +161,10 @@ class TrainConfig:
     for name in ('g_lr', 'd_lr'):
       if not getattr(self, name) > 0:
         raise TrainingError(f'--{name} must be positive, got {getattr(self, name)}')
-    if self.loss not in losses.LOSSES:
-      raise TrainingError(f'--loss must be one of {sorted(losses.LOSSES)}, got '
-                          f'{self.loss!r}')
+    configs.check_choices(self, TrainingError)
     if self.minibatch_stddev and self.loss == 'wgan_gp':
       raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
                           "gradient penalty of --loss wgan_gp must not; use another loss")
-    if self.jit_compile not in ('auto', 'true', 'false'):
-      raise TrainingError(f'--jit_compile must be auto, true or false, got '
-                          f'{self.jit_compile!r}')
-    if self.strategy not in ('default', 'mirrored'):
-      raise TrainingError(f'--strategy must be default or mirrored, got '
-                          f'{self.strategy!r}')
     self.profile_range()  # Validates.
 
   def profile_range(self):

@@ -329,7 +329,8 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
     (['--batch_size', '0'], 'error: --batch_size must be at least 1, got 0', 2),
     (['--seq_len', '11'], 'error: --seq_len 11 is longer than the longest recording '
      'in {records} (10 windows)', 1),
-    (['--loss', 'wasserstein'], "error: --loss must be one of", 2),
+    (['--loss', 'wasserstein'], "error: flag --loss=wasserstein: value should be one of "
+     "<nonsaturating|hinge|wgan_gp>", 2),
     (['--profile_steps', '5'], 'error: --profile_steps must be START,STOP', 2),
     (['--steps_per_loop', '0'], 'error: --steps_per_loop must be at least 1, got 0', 2),
     (['--shuffle_buffer', '-1'], 'error: --shuffle_buffer must be at least 1, got -1',

@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 
+from absl import app
 from absl import flags
 
 # TensorFlow's C++ start-up chatter (CUDA probes, CPU feature notes, and on CPU-only
@@ -47,15 +48,43 @@ def raise_on_sigterm() -> None:
   signal.signal(signal.SIGTERM, handler)
 
 
-def define_flags(config_class, help_texts: dict) -> None:
-  """Defines one absl flag per field of a config dataclass (names map 1:1)."""
+def define_flags(config_class, exclude=()) -> None:
+  """Defines one absl flag per field of a config dataclass, named as the field, with
+  the help text, choices (an enum flag) and required mark of the field's metadata
+  (`orca_gan.configs.flag`); a tuple field is a repeatable flag."""
   definers: dict = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
                     bool: flags.DEFINE_boolean, str: flags.DEFINE_string}
   for field in dataclasses.fields(config_class):
-    definers[field.type](field.name, field.default, help_texts[field.name])
+    if field.name in exclude:
+      continue
+    meta, default = field.metadata, field.default
+    assert default is not dataclasses.MISSING, field.name
+    help_text = meta['help'] + (' (required)' if meta['required'] else '')
+    if meta['choices']:
+      flags.DEFINE_enum(field.name, default, list(meta['choices']), help_text)
+    elif field.type is tuple:
+      flags.DEFINE_multi_string(field.name, list(default), help_text)
+    else:
+      definers[field.type](field.name, default, help_text)
 
 
-def config_from_flags(config_class):
-  """Builds a config dataclass from the flags of the same names."""
-  return config_class(**{f.name: getattr(flags.FLAGS, f.name)
-                         for f in dataclasses.fields(config_class)})
+def config_from_flags(config_class, **values):
+  """Builds a config dataclass from the flags of the same names (and `values`)."""
+  for f in dataclasses.fields(config_class):
+    if f.name not in values:
+      value = getattr(flags.FLAGS, f.name)
+      values[f.name] = tuple(value or ()) if f.type is tuple else value
+  return config_class(**values)
+
+
+def run(main) -> None:
+  """absl's app.run, with a bad flag (unknown, malformed, not among the choices) a
+  one-line usage error, exit status 2, like every other usage error."""
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e))

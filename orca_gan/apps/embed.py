@@ -2,7 +2,6 @@
 
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
 
-from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -22,32 +21,10 @@ flags.DEFINE_string('query', None, 'A clip to rank every corpus window against, 
                     '--context (with file context, as its own sequence from the zero '
                     'state).')
 
-_HELP = {
-    'embedding': "lstm: the discriminator's LSTM output; or a pooled convolution "
-                 'feature of each window (conv<i>_time_mean: block i averaged over '
-                 'time; conv_time_mean: all blocks; conv_grid: every block max-pooled '
-                 'to 4x4). bin/probe measures which sorts your labels best.',
-    'context': "file: each file's windows are one sequence through the discriminator "
-               'LSTM, its state carried window to window; window: every window from '
-               'the zero state, independent of its neighbours.',
-    'pad_short': 'Keep recordings shorter than one window as one padded window '
-                 '(call clips are short; see --short_clip) instead of skipping them.',
-    'short_clip': 'How a recording shorter than one window fills the rest of it: zeros '
-                  '(digital silence, as make_tfrecords pads), tile (the clip repeated) '
-                  'or noise_floor (each band at the clip\'s quietest level).',
-    'channel': "'mix' (mean of channels) or a channel index.",
-    'num_workers': 'Audio files decoded at once (one per core).',
-    'top_k': 'Windows listed in query_ranking.tsv.',
-    'chunk_windows': 'Windows per discriminator call (bounds memory).',
-    'projector_max_rows': 'Rows in embeddings.tsv for the TensorBoard Projector; a '
-                          'larger corpus gets every k-th row there (embeddings.npy '
-                          'holds all).',
-}
-
 
 def _define_flags():
   from orca_gan import embed_lib
-  common.define_flags(embed_lib.EmbedConfig, _HELP)
+  common.define_flags(embed_lib.EmbedConfig)
 
 
 _define_flags()
@@ -91,7 +68,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == '__main__':

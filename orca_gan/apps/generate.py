@@ -1,29 +1,18 @@
 """bin/generate: sound and spectrogram plots from an exported generator."""
 
-
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
 
-from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
 
-# Names and defaults match generate_lib.GenerateConfig, which validates them.
-flags.DEFINE_string('model', '', 'Exported generator SavedModel folder, e.g. '
-                    'demo/run/export/generator (required).')
-flags.DEFINE_string('output_dir', '', 'Folder for sequences.png, sequence_NNN.wav '
-                    'and, with --interpolate, interpolation.png, interpolation_NNN.wav. '
-                    'Created once the model has loaded; files in it are replaced '
-                    '(required).')
-flags.DEFINE_integer('num_sequences', 4, 'Sequences to generate.')
-flags.DEFINE_integer('seq_len', 4, 'Consecutive windows per sequence.')
-flags.DEFINE_integer('seed', 0, 'Seed of the latents and of the Griffin-Lim phase.')
-flags.DEFINE_integer('griffin_lim_iters', 32, 'Griffin-Lim iterations per sequence.')
-flags.DEFINE_boolean('interpolate', False, 'Also write a latent walk (slerp) between '
-                     'the first sequences of the two --interpolate_seeds.')
-flags.DEFINE_string('interpolate_seeds', '0,1', 'A,B: the seeds the walk starts and '
-                    'ends at (the first sequence of --seed A and of --seed B).')
-flags.DEFINE_integer('interpolate_steps', 8, 'Points on the walk, both ends included.')
+
+def _define_flags():
+  from orca_gan import generate_lib
+  common.define_flags(generate_lib.GenerateConfig)
+
+
+_define_flags()
 
 
 def main(argv):
@@ -46,7 +35,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,6 @@
 
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
 
-from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -58,7 +57,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run(main)
 
 
 if __name__ == '__main__':

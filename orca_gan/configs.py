@@ -1,0 +1,34 @@
+"""Fields of the frozen config dataclasses that the command-line apps are built from.
+
+Each app defines one absl flag per field (`orca_gan.apps.common.define_flags`), named as
+the field, with the help text, the choices (an enum flag) and whether it is required
+taken from the field's metadata, so a setting is described once, next to its default.
+"""
+
+import dataclasses
+
+
+def flag(default, help: str, choices=None, required: bool = False):  # noqa: A002
+  """A config field that is also a command-line flag.
+
+  Args:
+    default: The default value (a tuple default makes a repeatable flag).
+    help: The flag's help text.
+    choices: The allowed values (an enum flag), or None.
+    required: Whether the flag must be given.
+  """
+  metadata = {'help': help, 'choices': tuple(choices) if choices else None,
+              'required': required}
+  if isinstance(default, (list, dict, set)):
+    raise TypeError('use a tuple for a repeatable flag')
+  return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_choices(config, error_class) -> None:
+  """Raises `error_class('--name must be one of ...')` for a field outside its choices."""
+  for field in dataclasses.fields(config):
+    choices = field.metadata.get('choices')
+    value = getattr(config, field.name)
+    if choices and value not in choices:
+      raise error_class(f'--{field.name} must be one of {", ".join(choices)}, got '
+                        f'{value!r}')
