@@ -26,6 +26,7 @@ import tensorflow as tf
 
 import orca_gan
 from orca_gan import audio_io
+from orca_gan import configs
 from orca_gan import fileio
 from orca_gan import records
 from orca_gan import spectral
@@ -54,21 +55,26 @@ class PrepareConfig:
   """
   transform: spectral.SpectrogramConfig = dataclasses.field(
       default_factory=spectral.SpectrogramConfig)
-  channel: str = 'mix'
-  pad_short: bool = False
-  storage_dtype: str = 'uint8'
-  compression: str = 'GZIP'
-  windows_per_shard: int = 1024
-  num_workers: int = 2
-  chunk_windows: int = 16
+  channel: str = configs.flag('mix', "'mix' (mean of channels) or a channel index.")
+  pad_short: bool = configs.flag(False,
+      'Keep recordings shorter than one window as one zero-padded window instead of '
+      'skipping them.')
+  storage_dtype: str = configs.flag('uint8',
+      'Stored value type (see tfrecords/README.md for the trade-off).',
+      choices=records.STORAGE_DTYPES)
+  compression: str = configs.flag('GZIP', 'Shard compression.',
+                                  choices=records.COMPRESSIONS)
+  windows_per_shard: int = configs.flag(1024,
+      'Close a shard once it holds this many windows (a file is never split across '
+      'shards).')
+  num_workers: int = configs.flag(2, 'Files converted at once (one per core).')
+  chunk_windows: int = configs.flag(16,
+      'Windows decoded and transformed per chunk (bounds memory).')
 
   def __post_init__(self):
     if self.channel != 'mix' and not (self.channel.isdigit()):
       raise UsageError(f"--channel must be 'mix' or a channel index, got {self.channel!r}")
-    if self.storage_dtype not in records.STORAGE_DTYPES:
-      raise UsageError(f'--storage_dtype must be one of {records.STORAGE_DTYPES}')
-    if self.compression not in records.COMPRESSIONS:
-      raise UsageError(f'--compression must be one of {records.COMPRESSIONS}')
+    configs.check_choices(self, UsageError)
     for name in ('windows_per_shard', 'num_workers', 'chunk_windows'):
       if getattr(self, name) < 1:
         raise UsageError(f'--{name} must be at least 1, got {getattr(self, name)}')

@@ -31,6 +31,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from orca_gan import configs
+
 
 @dataclasses.dataclass(frozen=True)
 class SpectrogramConfig:
@@ -43,11 +45,12 @@ class SpectrogramConfig:
     db_min: Power (dB re full-scale mean square) mapped to -1.
     db_max: Power mapped to +1.
   """
-  sample_rate_hz: int = 16000
-  window_s: float = 3.0
-  image_size: int = 128
-  db_min: float = -100.0
-  db_max: float = 0.0
+  sample_rate_hz: int = configs.flag(16000,
+      'Analysis rate in Hz: images span 0 .. sample_rate / 2. Input is never resampled.')
+  window_s: float = configs.flag(3.0, 'Window (one image) length in seconds.')
+  image_size: int = configs.flag(128, 'Image height (frequency) and width (time).')
+  db_min: float = configs.flag(-100.0, 'Band power in dB (re full-scale) mapped to -1.')
+  db_max: float = configs.flag(0.0, 'Band power in dB (re full-scale) mapped to +1.')
 
   def __post_init__(self):
     if self.sample_rate_hz <= 0:

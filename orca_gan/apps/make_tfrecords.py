@@ -11,21 +11,17 @@ flags.DEFINE_multi_string(
     'wav, flac, ogg and mp3 at any sample rate, mono or stereo.')
 flags.DEFINE_string('output_dir', 'tfrecords', 'Where shards and manifest.json go. A '
                     'rerun with the same flags continues an interrupted run.')
-flags.DEFINE_string('channel', 'mix', "'mix' (mean of channels) or a channel index.")
-flags.DEFINE_float('window_s', 3.0, 'Window (one image) length in seconds.')
-flags.DEFINE_integer('sample_rate', 16000, 'Analysis rate in Hz: images span 0 .. '
-                     'sample_rate / 2. Input is never resampled.')
-flags.DEFINE_integer('image_size', 128, 'Image height (frequency) and width (time).')
-flags.DEFINE_float('db_min', -100.0, 'Band power in dB (re full-scale) mapped to -1.')
-flags.DEFINE_float('db_max', 0.0, 'Band power in dB (re full-scale) mapped to +1.')
-flags.DEFINE_boolean('pad_short', False, 'Keep recordings shorter than one window as '
-                     'one zero-padded window instead of skipping them.')
-flags.DEFINE_enum('storage_dtype', 'uint8', ['uint8', 'float16'],
-                  'Stored value type (see tfrecords/README.md for the trade-off).')
-flags.DEFINE_enum('compression', 'GZIP', ['GZIP', 'NONE'], 'Shard compression.')
-flags.DEFINE_integer('windows_per_shard', 1024, 'Close a shard once it holds this many '
-                     'windows (a file is never split across shards).')
-flags.DEFINE_integer('num_workers', 2, 'Files converted at once (one per core).')
+
+
+def _define_flags():
+  from orca_gan import prepare_tfrecords
+  from orca_gan import spectral
+  common.define_flags(spectral.SpectrogramConfig)
+  common.define_flags(prepare_tfrecords.PrepareConfig, exclude=('transform',))
+  flags.DEFINE_alias('sample_rate', 'sample_rate_hz')  # Its earlier name, kept.
+
+
+_define_flags()
 
 
 def main(argv):
@@ -36,13 +32,9 @@ def main(argv):
   from orca_gan import prepare_tfrecords
   from orca_gan import spectral
   try:
-    transform = spectral.SpectrogramConfig(
-        sample_rate_hz=FLAGS.sample_rate, window_s=FLAGS.window_s,
-        image_size=FLAGS.image_size, db_min=FLAGS.db_min, db_max=FLAGS.db_max)
-    config = prepare_tfrecords.PrepareConfig(
-        transform=transform, channel=FLAGS.channel, pad_short=FLAGS.pad_short,
-        storage_dtype=FLAGS.storage_dtype, compression=FLAGS.compression,
-        windows_per_shard=FLAGS.windows_per_shard, num_workers=FLAGS.num_workers)
+    transform = common.config_from_flags(spectral.SpectrogramConfig)
+    config = common.config_from_flags(prepare_tfrecords.PrepareConfig,
+                                      transform=transform)
     summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
   except fileio.OutputError as e:
     common.fail(str(e), status=1)
