@@ -8,6 +8,11 @@ taken from the field's metadata, so a setting is described once, next to its def
 import dataclasses
 
 
+class UsageError(ValueError):
+  """Arguments that make a run impossible, raised before anything is written; the
+  command-line apps report it in one line and exit with status 2."""
+
+
 def flag(default, help: str, choices=None, required: bool = False):  # noqa: A002
   """A config field that is also a command-line flag.
 

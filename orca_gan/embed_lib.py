@@ -98,8 +98,7 @@ _RANKING_HEADER = 'rank\tscore\tfile\tstart_s\tlabel\n'
 _BLOCK_ROWS = 65536
 
 
-class UsageError(ValueError):
-  """Arguments that make the run impossible; raised before any output is written."""
+UsageError = configs.UsageError  # The one usage error of every app.
 
 
 class NothingEmbeddedError(Exception):

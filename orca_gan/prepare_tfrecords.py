@@ -35,8 +35,7 @@ from orca_gan import workers
 _SHARD_PREFIX = 'shard-'
 
 
-class UsageError(ValueError):
-  """Arguments that make the run impossible; raised before any work starts."""
+UsageError = configs.UsageError  # The one usage error of every app.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,8 +52,7 @@ from orca_gan import records
 
 
 
-class UsageError(ValueError):
-  """Inputs that make the probe impossible; raised before anything is written."""
+UsageError = configs.UsageError  # The one usage error of every app.
 
 
 @dataclasses.dataclass(frozen=True)
