@@ -45,6 +45,7 @@ import wave
 
 import numpy as np
 
+from orca_gan import configs
 from orca_gan import fileio
 
 KINDS = ('whistle', 'pulsed_call', 'clicks', 'boat', 'speech')
@@ -563,6 +564,16 @@ def _read_event_rows(tsv_path: str) -> dict[str, list[str]]:
     if len(fields) == len(_EVENTS_HEADER):
       rows.setdefault(fields[0], []).append(line)
   return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig:
+  """Flags of bin/synthesize_scene map 1:1 to these fields (`make_demo_corpus`)."""
+  output_dir: str = configs.flag('demo/audio', 'Folder for scene_NNN.wav and events.tsv.')
+  num_files: int = configs.flag(3, 'Scenes to write.')
+  duration_s: float = configs.flag(60.0, 'Length of each scene in seconds.')
+  sample_rate_hz: int = configs.flag(44100, 'Sample rate in Hz (at least 16000).')
+  seed: int = configs.flag(0, 'Seed; the same seed writes the same scenes.')
 
 
 def make_demo_corpus(output_dir: str, num_files: int = 3, duration_s: float = 60.0,
