@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from orca_gan import synth
+from tests.helpers import run_app
 
 SAMPLE_RATE_HZ = 44100
 # A minute of this seed holds an isolated whistle, pulsed call, click train and
@@ -262,3 +263,20 @@ def test_make_demo_corpus_keeps_existing_files(tmp_path):
   assert os.path.getsize(paths[1]) == 44 + 2 * 2 * 16000
   assert os.stat(paths[0]).st_mtime_ns == mtimes[paths[0]]
   assert tsv.read_text() == events_text
+
+
+@pytest.mark.slow
+def test_cli_writes_scenes_and_rejects_bad_flags_in_one_line(tmp_path):
+  result = run_app('synthesize_scene', '--output_dir', str(tmp_path / 'a'), '--num_files',
+                   '2', '--duration_s', '2', '--sample_rate', '16000')
+  assert result.returncode == 0, result.stderr
+  assert sorted(os.listdir(tmp_path / 'a')) == ['events.tsv', 'scene_000.wav',
+                                               'scene_001.wav']
+  with wave.open(str(tmp_path / 'a' / 'scene_000.wav')) as f:
+    assert (f.getframerate(), f.getnframes()) == (16000, 32000)
+  bad = run_app('synthesize_scene', '--output_dir', str(tmp_path / 'b'), '--num_files',
+                'two')
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines() == [
+      "error: flag --num_files=two: invalid literal for int() with base 10: 'two'"]
+  assert not (tmp_path / 'b').exists()
