@@ -53,6 +53,7 @@ import numpy as np
 from orca_gan import configs
 from orca_gan import fileio
 from orca_gan import metrics
+from orca_gan import plotting
 
 MAX_CENTROID_POINTS = 1000
 MAX_NEAREST_QUERIES = 2000
@@ -483,148 +484,6 @@ def _jsonable(value):
   return value
 
 
-def _draw_sequences(fig, grid, sequences, transform, label, image_norm):
-  """One row per sequence: its windows side by side, time in s, frequency in kHz."""
-  axes = []
-  for row, sequence in enumerate(sequences):
-    ax = fig.add_subplot(grid[row])
-    strip = np.concatenate(list(sequence), axis=1)           # [h, T * w]
-    duration_s = len(sequence) * transform.window_s
-    db = (strip + 1.0) / 2.0 * (transform.db_max - transform.db_min) + transform.db_min
-    image = ax.imshow(db, origin='lower', aspect='auto', cmap='magma',
-                      extent=[0, duration_s, 0, transform.sample_rate_hz / 2000.0],
-                      vmin=transform.db_min, vmax=transform.db_max,
-                      interpolation='nearest')
-    for t in range(1, len(sequence)):
-      ax.axvline(t * transform.window_s, color='white', lw=0.5, alpha=0.6)
-    ax.set_ylabel(f'{label} {row + 1}\nkHz', fontsize=8)
-    ax.tick_params(labelsize=7)
-    axes.append(ax)
-    image_norm.append(image)
-  if axes:
-    axes[-1].set_xlabel('time (s)', fontsize=8)
-  return axes
-
-
-def render_report(path_or_file, result: dict, arrays: dict, generated: np.ndarray,
-                  real_shown: np.ndarray, transform, title: str) -> None:
-  """Writes the PNG report to `path_or_file` (a path or a binary file object).
-
-  Drawn on an Agg canvas with matplotlib's object-oriented API, never through pyplot
-  (as `orca_gan.plotting`): no global backend switch and no figure registry.
-  """
-  from matplotlib import gridspec
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-
-  gen_shown = generated[:_SHOWN_SEQUENCES]
-  rows = len(gen_shown) + len(real_shown)
-  fig = Figure(figsize=(15, 8 + 1.3 * rows))
-  FigureCanvasAgg(fig)
-  outer = gridspec.GridSpec(2, 1, height_ratios=[8, 1.3 * rows], hspace=0.12,
-                            figure=fig, top=0.93, bottom=0.04)
-  stats = gridspec.GridSpecFromSubplotSpec(2, 3, subplot_spec=outer[0], hspace=0.45,
-                                           wspace=0.3)
-  colours = {'generated': 'tab:orange', 'real': 'tab:blue'}
-
-  ax = fig.add_subplot(stats[0, 0])
-  for name, key in (('real', 'real_centroids'), ('generated', 'gen_centroids')):
-    c = arrays[key]
-    ax.scatter(c[:, 0], c[:, 1], s=8, alpha=0.5, color=colours[name], label=name)
-  ax.set_xlim(0, transform.window_s)
-  ax.set_ylim(0, transform.sample_rate_hz / 2000.0)
-  ax.set_xlabel('time in window (s)')
-  ax.set_ylabel('frequency (kHz)')
-  c = result['centroids']
-  ax.set_title(f"Energy centroids (top {100 * c['top_fraction']:g}% pixels)\n"
-               f"energy distance {c['energy_distance']:.3g}, p={c['p_value']:.3g}",
-               fontsize=9)
-  ax.legend(fontsize=7)
-
-  ax = fig.add_subplot(stats[0, 1])
-  finite = [arrays[k][np.isfinite(arrays[k])] for k in
-            ('gen_to_real', 'gen_to_gen', 'real_to_real')]
-  top = max([x.max() for x in finite if len(x)] + [1e-6])
-  bins = np.linspace(0, top, 40)
-  labels = ('generated -> real', 'generated -> generated', 'real -> real')
-  for values, label, colour in zip(finite, labels,
-                                   ('tab:orange', 'tab:red', 'tab:blue')):
-    ax.hist(values, bins=bins, histtype='step', density=True, color=colour, label=label)
-  p01 = result['nearest_neighbour']['train_to_train_p01']
-  if p01 is not None and np.isfinite(p01):
-    ax.axvline(p01, color='k', ls=':', lw=1, label='real 1st percentile')
-  ax.set_xlabel('nearest-neighbour distance (features)')
-  ax.set_title('Nearest neighbours (memorisation, collapse)', fontsize=9)
-  ax.legend(fontsize=7)
-
-  ax = fig.add_subplot(stats[0, 2])
-  bins = np.linspace(-1, 1, 41)
-  for key, label, colour, style in (
-      ('gen_consecutive', 'generated, consecutive', 'tab:orange', '-'),
-      ('real_consecutive', 'real, consecutive', 'tab:blue', '-'),
-      ('gen_unrelated', 'generated, unrelated', 'tab:orange', ':'),
-      ('real_unrelated', 'real, unrelated', 'tab:blue', ':')):
-    if len(arrays[key]):
-      ax.hist(arrays[key], bins=list(bins), histtype='step', density=True, color=colour,
-              ls=style, label=label)
-  ax.set_xlabel('Pearson correlation of two windows')
-  ax.set_title('Temporal coherence', fontsize=9)
-  ax.legend(fontsize=7)
-
-  names = metrics.feature_names(transform.image_size)
-  bands = [i for i, n in enumerate(names) if n.startswith('profile_')]
-  ax = fig.add_subplot(stats[1, 0])
-  edges = np.array([int(n.split('_')[2]) for n in np.array(names)[bands]] +
-                   [transform.image_size])
-  centres_khz = (edges[:-1] + edges[1:]) / 2.0 * transform.band_hz / 1000.0
-  for name, key in (('real', 'real_features'), ('generated', 'gen_features')):
-    profile = arrays[key][:, bands]
-    mean, std = profile.mean(0), profile.std(0)
-    ax.plot(centres_khz, mean, color=colours[name], label=name)
-    ax.fill_between(centres_khz, mean - std, mean + std, color=colours[name], alpha=0.2)
-  ax.set_xlabel('frequency (kHz)')
-  ax.set_ylabel('mean image value')
-  ax.set_title('Spectral profile (mean +- std)', fontsize=9)
-  ax.legend(fontsize=7)
-
-  for column, feature in ((1, 'envelope_std'), (2, 'flux_mean')):
-    ax = fig.add_subplot(stats[1, column])
-    index = names.index(feature)
-    values = [arrays['real_features'][:, index], arrays['gen_features'][:, index]]
-    bins = np.linspace(min(v.min() for v in values),
-                       max(v.max() for v in values) + 1e-9, 30)
-    for name, v in zip(('real', 'generated'), values):
-      ax.hist(v, bins=bins, histtype='step', density=True, color=colours[name],
-              label=name)
-    ax.set_xlabel(feature.replace('_', ' '))
-    ax.set_title(f'Feature {feature}', fontsize=9)
-    ax.legend(fontsize=7)
-
-  if rows:
-    strips = gridspec.GridSpecFromSubplotSpec(rows, 1, subplot_spec=outer[1],
-                                              hspace=0.15)
-    images: list = []
-    axes = _draw_sequences(fig, [strips[i] for i in range(len(gen_shown))], gen_shown,
-                           transform, 'generated', images)
-    axes += _draw_sequences(
-        fig, [strips[len(gen_shown) + i] for i in range(len(real_shown))], real_shown,
-        transform, 'real', images)
-    for ax in axes[:-1]:
-      ax.tick_params(labelbottom=False)
-      ax.set_xlabel('')
-    bar = fig.colorbar(images[0], ax=fig.axes[-rows:], fraction=0.02, pad=0.01)
-    bar.set_label('dB re full scale', fontsize=8)
-  fd = result['frechet_distance']
-  kd = result['kernel_distance']
-  fig.suptitle(f"{title}\nFD {fd['generated_vs_real']:.3g} (same-size "
-               f"{fd['generated_vs_real_same_size']:.3g}, real-vs-real floor "
-               f"{fd['real_vs_real_floor']:.3g}; {fd['windows']['same_size']} windows "
-               f"each, halves by {fd['floor_split']}), KID "
-               f"{kd['generated_vs_real']:.3g} (floor {kd['real_vs_real_floor']:.3g})",
-               fontsize=11)
-  fig.savefig(path_or_file, dpi=80, format='png')
-
-
 def evaluate(config: EvaluateConfig, log=print) -> dict:
   """Runs the evaluation and writes metrics.json and report.png to config.output_dir.
 
@@ -666,7 +525,8 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
   result = _jsonable(result)
   # Both files are rendered in memory first: a failure up to here leaves no output.
   png = io.BytesIO()
-  render_report(png, result, arrays, generated, shown, transform,
+  plotting.evaluation_report(png, result, arrays, generated[:_SHOWN_SEQUENCES], shown,
+                             transform,
                 title=f'{config.model} vs {config.tfrecords}')
   contents = {'metrics.json': (json.dumps(result, indent=1) + '\n').encode('utf-8'),
               'report.png': png.getvalue()}

@@ -1,8 +1,8 @@
 """Spectrogram plots with real axes: time in seconds, frequency in kHz, power in dB.
 
 `plot_sequences` draws sequences of spectrogram images (generated or real), one row per
-sequence with its windows side by side, so the x axis is continuous time. Used by
-bin/generate.
+sequence with its windows side by side, so the x axis is continuous time (bin/generate);
+`evaluation_report` is bin/evaluate's report; `plot_probe` bin/probe's scores.
 
 Figures are drawn with matplotlib's object-oriented API on an Agg canvas, never through
 pyplot: no global backend switch, no window, no figure registry to leak into, so it
@@ -12,10 +12,12 @@ works headless and from several threads.
 import io
 
 import numpy as np
+from matplotlib import gridspec
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from orca_gan import fileio
+from orca_gan import metrics
 from orca_gan import spectral
 
 _COLORMAP = 'magma'
@@ -130,3 +132,145 @@ def plot_probe(scores: dict, path: str, title: str = '') -> None:
     axes.set_title(title, fontsize='medium')
   figure.tight_layout()
   _save_atomically(figure, path)
+
+
+def _draw_sequence_rows(fig, grid, sequences, transform, label, image_norm):
+  """One row per sequence: its windows side by side, time in s, frequency in kHz."""
+  axes = []
+  for row, sequence in enumerate(sequences):
+    ax = fig.add_subplot(grid[row])
+    strip = np.concatenate(list(sequence), axis=1)           # [h, T * w]
+    duration_s = len(sequence) * transform.window_s
+    image = ax.imshow(images_to_db(strip, transform), origin='lower', aspect='auto',
+                      cmap=_COLORMAP,
+                      extent=[0, duration_s, 0, transform.sample_rate_hz / 2000.0],
+                      vmin=transform.db_min, vmax=transform.db_max,
+                      interpolation='nearest')
+    for t in range(1, len(sequence)):
+      ax.axvline(t * transform.window_s, color='white', lw=0.5, alpha=0.6)
+    ax.set_ylabel(f'{label} {row + 1}\nkHz', fontsize=8)
+    ax.tick_params(labelsize=7)
+    axes.append(ax)
+    image_norm.append(image)
+  if axes:
+    axes[-1].set_xlabel('time (s)', fontsize=8)
+  return axes
+
+
+def evaluation_report(path_or_file, result: dict, arrays: dict, gen_shown: np.ndarray,
+                      real_shown: np.ndarray, transform, title: str) -> None:
+  """Writes bin/evaluate's PNG report to `path_or_file` (a path or a binary file).
+
+  Args:
+    result: The metrics (as metrics.json holds them).
+    arrays: The per-window arrays behind them (`evaluate_lib.compute_metrics`).
+    gen_shown: [n, T, H, W] generated sequences to draw.
+    real_shown: [m, T, H, W] real sequences to draw.
+    transform: The spectrogram transform (axes and dB scale).
+    title: The figure's first title line.
+  """
+  rows = len(gen_shown) + len(real_shown)
+  fig = Figure(figsize=(15, 8 + 1.3 * rows))
+  FigureCanvasAgg(fig)
+  outer = gridspec.GridSpec(2, 1, height_ratios=[8, 1.3 * rows], hspace=0.12,
+                            figure=fig, top=0.93, bottom=0.04)
+  stats = gridspec.GridSpecFromSubplotSpec(2, 3, subplot_spec=outer[0], hspace=0.45,
+                                           wspace=0.3)
+  colours = {'generated': 'tab:orange', 'real': 'tab:blue'}
+
+  ax = fig.add_subplot(stats[0, 0])
+  for name, key in (('real', 'real_centroids'), ('generated', 'gen_centroids')):
+    c = arrays[key]
+    ax.scatter(c[:, 0], c[:, 1], s=8, alpha=0.5, color=colours[name], label=name)
+  ax.set_xlim(0, transform.window_s)
+  ax.set_ylim(0, transform.sample_rate_hz / 2000.0)
+  ax.set_xlabel('time in window (s)')
+  ax.set_ylabel('frequency (kHz)')
+  c = result['centroids']
+  ax.set_title(f"Energy centroids (top {100 * c['top_fraction']:g}% pixels)\n"
+               f"energy distance {c['energy_distance']:.3g}, p={c['p_value']:.3g}",
+               fontsize=9)
+  ax.legend(fontsize=7)
+
+  ax = fig.add_subplot(stats[0, 1])
+  finite = [arrays[k][np.isfinite(arrays[k])] for k in
+            ('gen_to_real', 'gen_to_gen', 'real_to_real')]
+  top = max([x.max() for x in finite if len(x)] + [1e-6])
+  bins = np.linspace(0, top, 40)
+  labels = ('generated -> real', 'generated -> generated', 'real -> real')
+  for values, label, colour in zip(finite, labels,
+                                   ('tab:orange', 'tab:red', 'tab:blue')):
+    ax.hist(values, bins=bins, histtype='step', density=True, color=colour, label=label)
+  p01 = result['nearest_neighbour']['train_to_train_p01']
+  if p01 is not None and np.isfinite(p01):
+    ax.axvline(p01, color='k', ls=':', lw=1, label='real 1st percentile')
+  ax.set_xlabel('nearest-neighbour distance (features)')
+  ax.set_title('Nearest neighbours (memorisation, collapse)', fontsize=9)
+  ax.legend(fontsize=7)
+
+  ax = fig.add_subplot(stats[0, 2])
+  bins = np.linspace(-1, 1, 41)
+  for key, label, colour, style in (
+      ('gen_consecutive', 'generated, consecutive', 'tab:orange', '-'),
+      ('real_consecutive', 'real, consecutive', 'tab:blue', '-'),
+      ('gen_unrelated', 'generated, unrelated', 'tab:orange', ':'),
+      ('real_unrelated', 'real, unrelated', 'tab:blue', ':')):
+    if len(arrays[key]):
+      ax.hist(arrays[key], bins=list(bins), histtype='step', density=True, color=colour,
+              ls=style, label=label)
+  ax.set_xlabel('Pearson correlation of two windows')
+  ax.set_title('Temporal coherence', fontsize=9)
+  ax.legend(fontsize=7)
+
+  names = metrics.feature_names(transform.image_size)
+  bands = [i for i, n in enumerate(names) if n.startswith('profile_')]
+  ax = fig.add_subplot(stats[1, 0])
+  edges = np.array([int(n.split('_')[2]) for n in np.array(names)[bands]] +
+                   [transform.image_size])
+  centres_khz = (edges[:-1] + edges[1:]) / 2.0 * transform.band_hz / 1000.0
+  for name, key in (('real', 'real_features'), ('generated', 'gen_features')):
+    profile = arrays[key][:, bands]
+    mean, std = profile.mean(0), profile.std(0)
+    ax.plot(centres_khz, mean, color=colours[name], label=name)
+    ax.fill_between(centres_khz, mean - std, mean + std, color=colours[name], alpha=0.2)
+  ax.set_xlabel('frequency (kHz)')
+  ax.set_ylabel('mean image value')
+  ax.set_title('Spectral profile (mean +- std)', fontsize=9)
+  ax.legend(fontsize=7)
+
+  for column, feature in ((1, 'envelope_std'), (2, 'flux_mean')):
+    ax = fig.add_subplot(stats[1, column])
+    index = names.index(feature)
+    values = [arrays['real_features'][:, index], arrays['gen_features'][:, index]]
+    bins = np.linspace(min(v.min() for v in values),
+                       max(v.max() for v in values) + 1e-9, 30)
+    for name, v in zip(('real', 'generated'), values):
+      ax.hist(v, bins=bins, histtype='step', density=True, color=colours[name],
+              label=name)
+    ax.set_xlabel(feature.replace('_', ' '))
+    ax.set_title(f'Feature {feature}', fontsize=9)
+    ax.legend(fontsize=7)
+
+  if rows:
+    strips = gridspec.GridSpecFromSubplotSpec(rows, 1, subplot_spec=outer[1],
+                                              hspace=0.15)
+    images: list = []
+    axes = _draw_sequence_rows(fig, [strips[i] for i in range(len(gen_shown))], gen_shown,
+                           transform, 'generated', images)
+    axes += _draw_sequence_rows(
+        fig, [strips[len(gen_shown) + i] for i in range(len(real_shown))], real_shown,
+        transform, 'real', images)
+    for ax in axes[:-1]:
+      ax.tick_params(labelbottom=False)
+      ax.set_xlabel('')
+    bar = fig.colorbar(images[0], ax=fig.axes[-rows:], fraction=0.02, pad=0.01)
+    bar.set_label('dB re full scale', fontsize=8)
+  fd = result['frechet_distance']
+  kd = result['kernel_distance']
+  fig.suptitle(f"{title}\nFD {fd['generated_vs_real']:.3g} (same-size "
+               f"{fd['generated_vs_real_same_size']:.3g}, real-vs-real floor "
+               f"{fd['real_vs_real_floor']:.3g}; {fd['windows']['same_size']} windows "
+               f"each, halves by {fd['floor_split']}), KID "
+               f"{kd['generated_vs_real']:.3g} (floor {kd['real_vs_real_floor']:.3g})",
+               fontsize=11)
+  fig.savefig(path_or_file, dpi=80, format='png')

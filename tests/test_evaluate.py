@@ -15,6 +15,7 @@ from orca_gan import evaluate_lib
 from orca_gan import export_lib
 from orca_gan import metrics
 from orca_gan import models
+from orca_gan import plotting
 from orca_gan import prepare_tfrecords
 from orca_gan import spectral
 from tests.helpers import damaged_records, run_app, tone, write_wav
@@ -124,7 +125,7 @@ def test_cli_writes_metrics_and_report(record_dir, export_dir, tmp_path):
 
 def test_same_seed_same_metrics(record_dir, export_dir, tmp_path, monkeypatch):
   # The report is checked above; skipping it here saves the drawing time.
-  monkeypatch.setattr(evaluate_lib, 'render_report',
+  monkeypatch.setattr(plotting, 'evaluation_report',
                       lambda out, *args, **kwargs: out.write(b'png'))
 
   def run(name, seed):
@@ -147,7 +148,7 @@ def test_failure_while_rendering_leaves_no_output(record_dir, export_dir, tmp_pa
   def broken(*args, **kwargs):
     raise RuntimeError('drawing failed')
 
-  monkeypatch.setattr(evaluate_lib, 'render_report', broken)
+  monkeypatch.setattr(plotting, 'evaluation_report', broken)
   out = tmp_path / 'eval'
   config = evaluate_lib.EvaluateConfig(
       model=export_dir['generator'], tfrecords=record_dir, output_dir=str(out),
