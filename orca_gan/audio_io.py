@@ -28,6 +28,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_io.python.ops import core_ops
 
+from orca_gan import configs
+
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3')
 
 
@@ -35,8 +37,7 @@ class AudioError(Exception):
   """A file cannot be used; the message is the reason, fit for a report line."""
 
 
-class InputError(ValueError):
-  """An --input argument names nothing usable."""
+InputError = configs.UsageError  # An --input names nothing usable.
 
 
 @dataclasses.dataclass(frozen=True)

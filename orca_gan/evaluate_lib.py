@@ -63,8 +63,7 @@ _GENERATE_BATCH = 16
 _SHOWN_SEQUENCES = 3
 
 
-class EvaluationError(ValueError):
-  """Evaluation cannot start; the message says why, on one line."""
+EvaluationError = configs.UsageError  # The one usage error of every app.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,8 +43,7 @@ NORMALISED_PEAK = 0.9
 _MOMENTUM = 0.99
 
 
-class GenerateError(ValueError):
-  """Bad input to bin/generate; the message says why, on one line."""
+GenerateError = configs.UsageError  # The one usage error of every app.
 
 
 @dataclasses.dataclass(frozen=True)
