@@ -31,7 +31,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from orca_gan import synth  # noqa: E402 (numpy only; found through REPO)
+from orca_gan import synth  # noqa: E402 (found through REPO)
 
 from bench_util import run_app  # noqa: E402 (benchmarks/, the script's folder)
 

@@ -1,4 +1,4 @@
-"""Finding, checking and decoding audio files with tensorflow-io.
+"""Finding, checking, decoding and writing audio files (tensorflow-io for decoding).
 
 Decoding goes through tensorflow-io's "readable" audio resource, which detects wav, flac,
 ogg (vorbis) and mp3 by content, reports the sample rate, and reads any sample range, so
@@ -23,12 +23,14 @@ import re
 import stat
 import struct
 import threading
+import wave
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_io.python.ops import core_ops
 
 from orca_gan import configs
+from orca_gan import fileio
 
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg', '.mp3')
 
@@ -335,3 +337,51 @@ def segment_dataset(resource, info: AudioInfo, bounds, channel: str) -> tf.data.
   # returns, before its thread opens the next file. Parallelism across files comes
   # from one file per thread.
   return tf.data.Dataset.from_tensor_slices(bounds).map(read)
+
+
+# ------------------------------------------------------------------------- writing
+
+def write_audio(path: str, audio: np.ndarray, sample_rate_hz: int) -> None:
+  """Writes mono float audio in [-1, 1] as 16-bit PCM .wav or .flac.
+
+  The format is chosen by the extension (case-insensitive). Values beyond [-1, 1] are
+  clipped. The file is written under a temporary name in the same folder and then
+  renamed, so readers never see a partial file.
+
+  Args:
+    path: Destination, ending in '.wav' or '.flac'.
+    audio: Samples, shape [samples].
+    sample_rate_hz: Sample rate stored in the file.
+
+  Raises:
+    ValueError: For an unknown extension (the message names `path`), audio that is not
+      one-dimensional or not finite, a non-positive sample rate, or empty FLAC audio.
+  """
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in ('.wav', '.flac'):
+    raise ValueError(f'cannot write audio to {path!r}: unknown extension '
+                     f'{extension!r} (use .wav or .flac)')
+  audio = np.asarray(audio, dtype=np.float64)
+  if audio.ndim != 1:
+    raise ValueError(f'audio for {path!r} must be mono, shape [samples], got '
+                     f'{audio.shape}')
+  if not np.all(np.isfinite(audio)):
+    raise ValueError(f'audio for {path!r} contains NaN or infinity')
+  if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
+    raise ValueError(f'sample_rate_hz must be a positive integer, got {sample_rate_hz}')
+  pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
+  with fileio.atomic_path(path) as temporary:
+    if extension == '.wav':
+      with wave.open(temporary, 'wb') as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate_hz))
+        f.writeframes(pcm.tobytes())
+    else:
+      if pcm.size == 0:
+        raise ValueError(f'cannot write empty audio to {path!r} as FLAC')
+      import tensorflow_io as tfio
+      encoded = tfio.audio.encode_flac(tf.constant(pcm[:, None]),
+                                       rate=int(sample_rate_hz))
+      with open(temporary, 'wb') as f:
+        f.write(encoded.numpy())

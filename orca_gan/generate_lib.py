@@ -31,11 +31,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from orca_gan import audio_io
 from orca_gan import configs
 from orca_gan import export_lib
 from orca_gan import models
 from orca_gan import spectral
-from orca_gan import synth
 
 # A reconstruction whose peak exceeds full scale is scaled to this peak.
 NORMALISED_PEAK = 0.9
@@ -345,7 +345,7 @@ def _write(output_dir: str, png_name: str, wav_prefix: str, images, audio, trans
   paths = [png]
   for i, samples in enumerate(audio):
     paths.append(os.path.join(output_dir, f'{wav_prefix}_{i:03d}.wav'))
-    synth.write_audio(paths[-1], samples, transform.sample_rate_hz)
+    audio_io.write_audio(paths[-1], samples, transform.sample_rate_hz)
   return paths
 
 

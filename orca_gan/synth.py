@@ -33,18 +33,16 @@ Each `Event` gives its band as the lowest and highest frequency where the event'
 power spectral density (measured before mixing, in 46 ms Hann frames at 44.1 kHz) is
 within 30 dB of its maximum.
 
-Output is mono 16-bit PCM, as `.wav` (standard library `wave`) or `.flac`
-(`tensorflow_io.audio.encode_flac`, imported only when a FLAC file is written; checked
-to work with the pinned tensorflow-io 0.37.1).
+Output is mono 16-bit PCM, as `.wav` or `.flac` (`audio_io.write_audio`).
 """
 
 import dataclasses
 import math
 import os
-import wave
 
 import numpy as np
 
+from orca_gan import audio_io
 from orca_gan import configs
 from orca_gan import fileio
 
@@ -497,53 +495,6 @@ def synthesize_scene(duration_s: float, sample_rate_hz: int = 44100, seed: int =
   return np.clip(scene, -SCENE_PEAK, SCENE_PEAK).astype(np.float32), events
 
 
-def write_audio(path: str, audio: np.ndarray, sample_rate_hz: int) -> None:
-  """Writes mono float audio in [-1, 1] as 16-bit PCM .wav or .flac.
-
-  The format is chosen by the extension (case-insensitive). Values beyond [-1, 1] are
-  clipped. The file is written under a temporary name in the same folder and then
-  renamed, so readers never see a partial file.
-
-  Args:
-    path: Destination, ending in '.wav' or '.flac'.
-    audio: Samples, shape [samples].
-    sample_rate_hz: Sample rate stored in the file.
-
-  Raises:
-    ValueError: For an unknown extension (the message names `path`), audio that is not
-      one-dimensional or not finite, a non-positive sample rate, or empty FLAC audio.
-  """
-  extension = os.path.splitext(path)[1].lower()
-  if extension not in ('.wav', '.flac'):
-    raise ValueError(f'cannot write audio to {path!r}: unknown extension '
-                     f'{extension!r} (use .wav or .flac)')
-  audio = np.asarray(audio, dtype=np.float64)
-  if audio.ndim != 1:
-    raise ValueError(f'audio for {path!r} must be mono, shape [samples], got '
-                     f'{audio.shape}')
-  if not np.all(np.isfinite(audio)):
-    raise ValueError(f'audio for {path!r} contains NaN or infinity')
-  if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
-    raise ValueError(f'sample_rate_hz must be a positive integer, got {sample_rate_hz}')
-  pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype('<i2')
-  with fileio.atomic_path(path) as temporary:
-    if extension == '.wav':
-      with wave.open(temporary, 'wb') as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(int(sample_rate_hz))
-        f.writeframes(pcm.tobytes())
-    else:
-      if pcm.size == 0:
-        raise ValueError(f'cannot write empty audio to {path!r} as FLAC')
-      import tensorflow as tf
-      import tensorflow_io as tfio
-      encoded = tfio.audio.encode_flac(tf.constant(pcm[:, None]),
-                                       rate=int(sample_rate_hz))
-      with open(temporary, 'wb') as f:
-        f.write(encoded.numpy())
-
-
 def _file_seed(seed: int, index: int) -> int:
   """Seed of scene `index` of a corpus, derived from the corpus seed."""
   return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
@@ -615,7 +566,7 @@ def make_demo_corpus(output_dir: str, num_files: int = 3, duration_s: float = 60
       continue
     audio, events = synthesize_scene(duration_s, sample_rate_hz, _file_seed(seed, index))
     if not kept:
-      write_audio(path, audio, sample_rate_hz)
+      audio_io.write_audio(path, audio, sample_rate_hz)
     lines.extend(f'{name}\t{e.kind}\t{e.start_s:.6f}\t{e.end_s:.6f}\t{e.low_hz:.1f}\t'
                  f'{e.high_hz:.1f}' for e in events)
   text = '\n'.join(lines) + '\n'

@@ -8,6 +8,7 @@ import wave
 import numpy as np
 import pytest
 
+from orca_gan import audio_io
 from orca_gan import synth
 from tests.helpers import run_app
 
@@ -173,7 +174,7 @@ def test_write_audio_wav_round_trip(tmp_path, name):
   audio = np.concatenate([[-1.0, 1.0, 0.0, 1.5, -2.0],
                           rng.uniform(-1.0, 1.0, 12345)]).astype(np.float32)
   path = tmp_path / name
-  synth.write_audio(str(path), audio, 22050)
+  audio_io.write_audio(str(path), audio, 22050)
   rate_hz, samples = _read_wav(path)
   assert rate_hz == 22050
   assert samples.size == audio.size
@@ -187,8 +188,8 @@ def test_write_audio_flac_round_trip(tmp_path):
   tf = pytest.importorskip('tensorflow')
   tfio = pytest.importorskip('tensorflow_io')
   audio = np.sin(np.arange(8000) * 0.05) * 0.7
-  synth.write_audio(str(tmp_path / 'clip.flac'), audio, 16000)
-  synth.write_audio(str(tmp_path / 'clip.wav'), audio, 16000)
+  audio_io.write_audio(str(tmp_path / 'clip.flac'), audio, 16000)
+  audio_io.write_audio(str(tmp_path / 'clip.wav'), audio, 16000)
   data = (tmp_path / 'clip.flac').read_bytes()
   assert data[:4] == b'fLaC'
   decoded = tfio.audio.decode_flac(tf.constant(data), dtype=tf.int16).numpy()[:, 0]
@@ -199,13 +200,13 @@ def test_write_audio_flac_round_trip(tmp_path):
 def test_write_audio_rejects_unknown_extension(tmp_path):
   path = str(tmp_path / 'clip.mp3')
   with pytest.raises(ValueError, match=re.escape(path)):
-    synth.write_audio(path, np.zeros(10), 16000)
+    audio_io.write_audio(path, np.zeros(10), 16000)
   assert not os.listdir(tmp_path)
 
 
 def test_write_audio_leaves_old_file_intact_when_rename_fails(tmp_path, monkeypatch):
   path = tmp_path / 'clip.wav'
-  synth.write_audio(str(path), np.full(100, 0.5), 16000)
+  audio_io.write_audio(str(path), np.full(100, 0.5), 16000)
   before = path.read_bytes()
 
   def failing_replace(src, dst):
@@ -213,7 +214,7 @@ def test_write_audio_leaves_old_file_intact_when_rename_fails(tmp_path, monkeypa
 
   monkeypatch.setattr(os, 'replace', failing_replace)
   with pytest.raises(OSError, match='disk trouble'):
-    synth.write_audio(str(path), np.full(200, -0.5), 16000)
+    audio_io.write_audio(str(path), np.full(200, -0.5), 16000)
   assert path.read_bytes() == before
   assert os.listdir(tmp_path) == ['clip.wav']
 
