@@ -106,6 +106,37 @@ class NothingEmbeddedError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class EmbedPaths:
+  """What bin/embed reads and writes; its flags map 1:1 to these fields (beside
+  `EmbedConfig`'s)."""
+  model: str = configs.flag('',
+      'Exported discriminator SavedModel folder (e.g. <logdir>/export/discriminator). '
+      'Its metadata gives the transform.', required=True)
+  input: tuple = configs.flag((),
+      'Audio file, folder (searched recursively) or glob; repeatable. wav, flac, ogg '
+      'and mp3 at any sample rate, mono or stereo.')
+  tfrecords: str = configs.flag('',
+      "A make_tfrecords folder made with the model's transform; its windows are "
+      'embedded too (before --input files).')
+  output_dir: str = configs.flag('',
+      'Where embeddings.npy, metadata.tsv, the Projector files and query_ranking.tsv '
+      'go (earlier ones replaced).', required=True)
+  query: str = configs.flag('',
+      'A clip to rank every corpus window against, by cosine similarity of embeddings: '
+      'padded if shorter than a window, the mean over its windows if longer. Embedded '
+      'like the corpus under --context (with file context, as its own sequence from '
+      'the zero state).')
+
+  def __post_init__(self):
+    for name in ('model', 'output_dir'):
+      if not getattr(self, name):
+        raise UsageError(f'--{name} is required')
+    if not self.input and not self.tfrecords:
+      raise UsageError('give audio with --input (a file, folder or glob; repeatable) '
+                       'and/or a make_tfrecords folder with --tfrecords')
+
+
+@dataclasses.dataclass(frozen=True)
 class EmbedConfig:
   """How to embed. Flags of bin/embed map 1:1 to these fields.
 
