@@ -101,7 +101,7 @@ _BLOCK_ROWS = 65536
 UsageError = configs.UsageError  # The one usage error of every app.
 
 
-class NothingEmbeddedError(Exception):
+class NothingEmbeddedError(RuntimeError):
   """No window could be embedded (every file was skipped); nothing is written."""
 
 

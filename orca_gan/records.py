@@ -29,6 +29,11 @@ class ManifestError(ValueError):
   """A TFRecord folder or its manifest cannot be used; the message says why."""
 
 
+class CorruptShardError(OSError):
+  """A shard is corrupt, truncated, or holds another number of windows than listed;
+  the message names it."""
+
+
 def quantize(images: tf.Tensor, dtype: str) -> tf.Tensor:
   """Images in [-1, 1] -> stored values (uint8 steps of 2/255, or float16)."""
   if dtype == 'uint8':
@@ -126,8 +131,8 @@ def check_shards(tfrecord_dir: str, manifest: dict) -> None:
   """Reads every listed shard to its end, one at a time.
 
   Raises:
-    ManifestError: Naming the first shard that is corrupt, truncated, or holds another
-      number of windows than the manifest lists.
+    CorruptShardError: Naming the first shard that is corrupt, truncated, or holds
+      another number of windows than the manifest lists.
   """
   for shard in manifest['shards']:
     path = os.path.join(tfrecord_dir, shard['path'])
@@ -136,23 +141,23 @@ def check_shards(tfrecord_dir: str, manifest: dict) -> None:
       for batch in tf.data.TFRecordDataset(path, compression_type(manifest)).batch(1024):
         count += int(batch.shape[0])
     except tf.errors.OpError as e:
-      raise ManifestError(f'{path}: corrupt or truncated shard ({_reason(e)}, after '
+      raise CorruptShardError(f'{path}: corrupt or truncated shard ({_reason(e)}, after '
                           f'{count} of its {shard["windows"]} windows); make the '
                           'records again') from None
     if count != shard['windows']:
-      raise ManifestError(f'{path}: holds {count} windows, the manifest lists '
+      raise CorruptShardError(f'{path}: holds {count} windows, the manifest lists '
                           f'{shard["windows"]}; make the records again')
 
 
 @contextlib.contextmanager
 def naming_bad_shards(tfrecord_dir: str, manifest: dict | None = None):
-  """Turns a data-loss error from reading the records into a ManifestError that names
-  the shard (found by `check_shards`, which runs only then)."""
+  """Turns a data-loss error from reading the records into a CorruptShardError that
+  names the shard (found by `check_shards`, which runs only then)."""
   try:
     yield
   except tf.errors.DataLossError as e:
     check_shards(tfrecord_dir, manifest or read_manifest(tfrecord_dir))
-    raise ManifestError(f'{tfrecord_dir}: unreadable records ({_reason(e)})') from None
+    raise CorruptShardError(f'{tfrecord_dir}: unreadable records ({_reason(e)})') from None
 
 
 def _reason(error: tf.errors.OpError) -> str:

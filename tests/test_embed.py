@@ -414,7 +414,7 @@ def test_damaged_shard_is_named_and_nothing_written(model, corpus, tmp_path, how
       [str(corpus)], str(tmp_path / 'good'),
       prepare_tfrecords.PrepareConfig(transform=TRANSFORM), log=lambda line: None)
   shard = damaged_records(str(tmp_path / 'good'), str(records_dir), how)
-  with pytest.raises(records.ManifestError,
+  with pytest.raises(records.CorruptShardError,
                      match=f'^{re.escape(shard)}: corrupt or truncated shard'):
     embed_lib.embed_corpus(model, str(tmp_path / 'out'), tfrecord_dir=str(records_dir),
                            log=lambda line: None)

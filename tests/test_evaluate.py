@@ -16,6 +16,7 @@ from orca_gan import export_lib
 from orca_gan import metrics
 from orca_gan import models
 from orca_gan import plotting
+from orca_gan import records
 from orca_gan import prepare_tfrecords
 from orca_gan import spectral
 from tests.helpers import damaged_records, run_app, tone, write_wav
@@ -366,7 +367,7 @@ def test_damaged_shard_is_named_and_nothing_written(record_dir, export_dir, tmp_
   config = evaluate_lib.EvaluateConfig(
       model=export_dir['generator'], tfrecords=str(tmp_path / 'records'),
       output_dir=str(tmp_path / 'out'), num_sequences=4, seq_len=2)
-  with pytest.raises(evaluate_lib.EvaluationError,
+  with pytest.raises(records.CorruptShardError,
                      match=f'^{re.escape(shard)}: corrupt or truncated shard'):
     evaluate_lib.evaluate(config, log=lambda line: None)
   assert not (tmp_path / 'out').exists()

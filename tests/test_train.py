@@ -551,7 +551,7 @@ def test_augmented_training_runs_and_differs(record_dir, tmp_path):
 def test_damaged_shard_is_named(record_dir, tmp_path, how):
   shard = damaged_records(record_dir, str(tmp_path / 'records'), how)
   trainer = quiet_trainer(tiny_config(str(tmp_path / 'records'), tmp_path / 'run'))
-  with pytest.raises(records.ManifestError,
+  with pytest.raises(records.CorruptShardError,
                      match=f'^{re.escape(shard)}: corrupt or truncated shard'):
     train_lib.train(trainer)
 

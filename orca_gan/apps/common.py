@@ -77,10 +77,26 @@ def config_from_flags(config_class, **values):
   return config_class(**values)
 
 
-def run(main) -> None:
-  """absl's app.run, with a bad flag (unknown, malformed, not among the choices) a
-  one-line usage error, exit status 2, like every other usage error."""
-  app.run(main, flags_parser=_parse_flags)
+def run(main, interrupted=lambda: 'interrupted') -> None:
+  """absl's app.run with every failure reported on one line, `error: ...`:
+
+  * a usage error (a bad flag, or a ValueError such as `configs.UsageError`: arguments
+    that make the run impossible, found before any output) exits with status 2;
+  * a failure while working (OSError: unreadable or damaged input, a full disk, a
+    locked folder; RuntimeError: training failed) exits with status 1;
+  * Ctrl-C or SIGTERM exits with status 130 and the message `interrupted()` returns.
+  """
+  def reported(argv):
+    try:
+      main(argv)
+    except KeyboardInterrupt:
+      fail(interrupted(), status=130)
+    except ValueError as e:
+      fail(str(e), status=2)
+    except (OSError, RuntimeError) as e:
+      fail(str(e), status=1)
+
+  app.run(reported, flags_parser=_parse_flags)
 
 
 def _parse_flags(argv):

@@ -20,23 +20,15 @@ def main(argv):
   common.start(argv, '; give files with --input')
   from orca_gan import embed_lib
   from orca_gan import export_lib
-  from orca_gan import fileio
+  paths = common.config_from_flags(embed_lib.EmbedPaths)
+  config = common.config_from_flags(embed_lib.EmbedConfig)
   try:
-    paths = common.config_from_flags(embed_lib.EmbedPaths)
-    config = common.config_from_flags(embed_lib.EmbedConfig)
-    try:
-      model = export_lib.load(paths.model, 'discriminator')
-    except ValueError as e:
-      raise embed_lib.UsageError(f'--model {e}') from e
-    summary = embed_lib.embed_corpus(
-        model, paths.output_dir, inputs=paths.input, tfrecord_dir=paths.tfrecords,
-        query=paths.query, config=config, model_path=paths.model)
-  except (embed_lib.NothingEmbeddedError, fileio.OutputError) as e:
-    common.fail(str(e), status=1)
-  except (ValueError, OSError) as e:
-    common.fail(str(e))
-  except KeyboardInterrupt:
-    common.fail(f'interrupted; nothing was written to {FLAGS.output_dir}', status=130)
+    model = export_lib.load(paths.model, 'discriminator')
+  except ValueError as e:
+    raise embed_lib.UsageError(f'--model {e}') from e
+  summary = embed_lib.embed_corpus(
+      model, paths.output_dir, inputs=paths.input, tfrecord_dir=paths.tfrecords,
+      query=paths.query, config=config, model_path=paths.model)
   print(summary.line(), flush=True)
   if summary.query:
     shown = summary.ranking[:5]
@@ -49,7 +41,8 @@ def main(argv):
 
 
 def run():
-  common.run(main)
+  common.run(main, interrupted=lambda: (
+      f'interrupted; nothing was written to {FLAGS.output_dir}'))
 
 
 if __name__ == '__main__':

@@ -19,18 +19,13 @@ _define_flags()
 def main(argv):
   common.start(argv)
   from orca_gan import evaluate_lib
-  try:
-    config = common.config_from_flags(evaluate_lib.EvaluateConfig)
-    result = evaluate_lib.evaluate(config, log=lambda line: print(line, flush=True))
-  except evaluate_lib.EvaluationError as e:
-    common.fail(str(e))
-  except KeyboardInterrupt:
-    common.fail('interrupted; nothing was written', status=130)
+  config = common.config_from_flags(evaluate_lib.EvaluateConfig)
+  result = evaluate_lib.evaluate(config, log=lambda line: print(line, flush=True))
   print(evaluate_lib.summary_line(result, config.output_dir), flush=True)
 
 
 def run():
-  common.run(main)
+  common.run(main, interrupted=lambda: 'interrupted; nothing was written')
 
 
 if __name__ == '__main__':

@@ -18,13 +18,8 @@ _define_flags()
 def main(argv):
   common.start(argv)
   from orca_gan import generate_lib
-  try:
-    config = common.config_from_flags(generate_lib.GenerateConfig)
-    result = generate_lib.generate(config)
-  except (generate_lib.GenerateError, OSError) as e:
-    common.fail(str(e))
-  except KeyboardInterrupt:
-    common.fail('interrupted; files already in place are complete', status=130)
+  config = common.config_from_flags(generate_lib.GenerateConfig)
+  result = generate_lib.generate(config)
   line = (f'generate: wrote {config.num_sequences} sequences of {config.seq_len} '
           f'windows ({result.duration_s:g} s each) to {config.output_dir}')
   if config.interpolate:
@@ -35,7 +30,7 @@ def main(argv):
 
 
 def run():
-  common.run(main)
+  common.run(main, interrupted=lambda: 'interrupted; files already in place are complete')
 
 
 if __name__ == '__main__':

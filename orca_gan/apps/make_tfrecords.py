@@ -28,28 +28,20 @@ def main(argv):
   common.start(argv, '; give files with --input')
   if not FLAGS.input:
     common.fail('--input is required (a file, folder or glob; repeatable)')
-  from orca_gan import fileio
   from orca_gan import prepare_tfrecords
   from orca_gan import spectral
-  try:
-    transform = common.config_from_flags(spectral.SpectrogramConfig)
-    config = common.config_from_flags(prepare_tfrecords.PrepareConfig,
-                                      transform=transform)
-    summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
-  except fileio.OutputError as e:
-    common.fail(str(e), status=1)
-  except (ValueError, OSError) as e:
-    common.fail(str(e))
-  except KeyboardInterrupt:
-    common.fail(f'interrupted; finished files are kept in {FLAGS.output_dir}, rerun the '
-                'same command to convert the rest', status=130)
+  transform = common.config_from_flags(spectral.SpectrogramConfig)
+  config = common.config_from_flags(prepare_tfrecords.PrepareConfig, transform=transform)
+  summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
   print(summary.line(), flush=True)
   if summary.converted + summary.already_done == 0:
     common.fail('no file was converted (see the reasons above)', status=1)
 
 
 def run():
-  common.run(main)
+  common.run(main, interrupted=lambda: (
+      f'interrupted; finished files are kept in {FLAGS.output_dir}, rerun the same '
+      'command to convert the rest'))
 
 
 if __name__ == '__main__':

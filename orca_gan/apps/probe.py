@@ -19,15 +19,8 @@ _define_flags()
 def main(argv):
   common.start(argv, '; give files with --queries, --catalogue or --labels_csv')
   from orca_gan import probe_lib
-  try:
-    config = common.config_from_flags(probe_lib.ProbeConfig)
-    report = probe_lib.run(config, log=lambda line: print(line, flush=True))
-  except probe_lib.UsageError as e:
-    common.fail(str(e))
-  except OSError as e:
-    common.fail(str(e), status=1)
-  except KeyboardInterrupt:
-    common.fail('interrupted', status=130)
+  config = common.config_from_flags(probe_lib.ProbeConfig)
+  report = probe_lib.run(config, log=lambda line: print(line, flush=True))
   print(probe_lib.table(report['features']), flush=True)
   print(f'probe: {report["files"]} files, {len(report["labels"])} labels, '
         f'{report["queries"]} queries against {report["catalogue"]} -> '

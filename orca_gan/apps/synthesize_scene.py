@@ -17,18 +17,13 @@ flags.DEFINE_alias('sample_rate', 'sample_rate_hz')  # Its earlier name, kept.
 def main(argv):
   common.start(argv)
   config = common.config_from_flags(synth.CorpusConfig)
-  try:
-    paths = synth.make_demo_corpus(**dataclasses.asdict(config))
-  except (ValueError, OSError) as e:
-    common.fail(str(e))
-  except KeyboardInterrupt:
-    common.fail('interrupted; scenes already written are complete', status=130)
+  paths = synth.make_demo_corpus(**dataclasses.asdict(config))
   print(f'synthesize_scene: {len(paths)} scenes of {config.duration_s:g} s in '
         f'{config.output_dir} (ground truth in events.tsv)')
 
 
 def run():
-  common.run(main)
+  common.run(main, interrupted=lambda: 'interrupted; scenes already written are complete')
 
 
 if __name__ == '__main__':

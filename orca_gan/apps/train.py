@@ -19,6 +19,7 @@ _define_flags()
 
 def main(argv):
   common.start(argv)
+  from orca_gan import configs
   from orca_gan import export_lib
   from orca_gan import fileio
   from orca_gan import train_lib
@@ -26,24 +27,16 @@ def main(argv):
   try:
     config = common.config_from_flags(trainers.TrainConfig)
   except trainers.TrainingError as e:
-    common.fail(str(e))  # A bad flag value: a usage error.
-  try:
-    with fileio.lock_folder(config.logdir, '--logdir', 'train'):
-      trainer = trainers.GanTrainer(config)
-      print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
-            f'{config.logdir}', flush=True)
-      metrics = train_lib.train(trainer)
-      paths = export_lib.export_models(
-          trainer.generator, trainer.discriminator, trainer.model_config,
-          trainer.transform, config.resolved_export_dir,
-          extra_metadata={'step': trainer.current_step})
-  except trainers.TrainingError as e:
-    common.fail(str(e), status=1)
-  except (ValueError, OSError) as e:
-    common.fail(str(e), status=1)
-  except KeyboardInterrupt:
-    common.fail(f'interrupted; rerun the same command to resume from the last checkpoint '
-                f'in {config.logdir}', status=130)
+    raise configs.UsageError(str(e)) from None  # A bad flag value.
+  with fileio.lock_folder(config.logdir, '--logdir', 'train'):
+    trainer = trainers.GanTrainer(config)
+    print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
+          f'{config.logdir}', flush=True)
+    metrics = train_lib.train(trainer)
+    paths = export_lib.export_models(
+        trainer.generator, trainer.discriminator, trainer.model_config,
+        trainer.transform, config.resolved_export_dir,
+        extra_metadata={'step': trainer.current_step})
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
                                                        'd_fake') if k in metrics)
   samples = os.path.join(config.logdir, 'samples.png')
@@ -53,7 +46,9 @@ def main(argv):
 
 
 def run():
-  common.run(main)
+  common.run(main, interrupted=lambda: (
+      'interrupted; rerun the same command to resume from the last checkpoint in '
+      f'{FLAGS.logdir}'))
 
 
 if __name__ == '__main__':
