@@ -18,10 +18,10 @@ that process alone. The parent never imports TensorFlow.
 Rows:
   a. orca_gan, whole process, on the N copies (the headline realtime factor);
   b. the naive baseline (the issue's definition) on `--baseline_copies` copies, in a child
-     started with `--baseline_child`; realtime factors are per audio second, so they are
+     (`naive_pipeline.py`); realtime factors are per audio second, so they are
      comparable although the baseline sees less audio;
   c. orca_gan on the single 60-minute file (peak-RSS target);
-  d. an in-process breakdown (child started with `--inprocess_child`): start-up, the mp3
+  d. an in-process breakdown (`make_tfrecords_breakdown.py`): start-up, the mp3
      frame-chain check, decode only, spectrogram only, convert_file and shard writing.
 """
 
@@ -35,24 +35,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 from bench_util import loadavg, run_child, wait_for_quiet
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 BENCH_MP3 = os.path.join(REPO, '..', 'shared', 'data', 'bench', 'orca_scene_10min.mp3')
 MAKE_TFRECORDS = os.path.join(REPO, 'bin', 'make_tfrecords')
 
 TARGET_RTF = 500.0    # x realtime for one hour of mp3, whole process.
 TARGET_RSS_MB = 1500  # peak RSS for the single 60-minute file.
-
-# Naive baseline geometry (the issue's definition): 16 kHz, 3-s windows -> 128 frames.
-BASE_RATE = 16000
-BASE_WINDOW_S = 3.0
-BASE_FRAME = 256
-BASE_STEP = 375  # 48000 / 375 = 128 frames per 3-s window.
-BASE_SIZE = 128
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -143,184 +135,6 @@ def _child_json(result: dict, tag: str) -> dict:
            f'{result["stderr"][-2000:]}')
 
 
-# ------------------------------------------------------------------ child: the baseline
-
-def baseline_child(files) -> None:
-  """The naive pipeline, one file at a time, eagerly; prints one JSON result line."""
-  t0 = time.monotonic()
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf
-  import tensorflow_io as tfio
-  t_import = time.monotonic() - t0
-  audio_s = 0.0
-  windows = 0
-  phases = {'decode_s': 0.0, 'resample_s': 0.0, 'stft_resize_s': 0.0}
-  for path in files:
-    # decode_mp3 does not report the sample rate; read it from the header (untimed).
-    rate = int(tfio.audio.AudioIOTensor(path).rate.numpy())
-    t = time.monotonic()
-    audio = tfio.audio.decode_mp3(tf.io.read_file(path))  # [samples, channels] float32
-    mono = tf.reduce_mean(audio, axis=1)
-    mono.numpy()
-    phases['decode_s'] += time.monotonic() - t
-    t = time.monotonic()
-    audio16 = tfio.audio.resample(mono, rate_in=rate, rate_out=BASE_RATE)
-    audio16.numpy()
-    phases['resample_s'] += time.monotonic() - t
-    t = time.monotonic()
-    stft = tf.signal.stft(audio16, frame_length=BASE_FRAME, frame_step=BASE_STEP,
-                          fft_length=BASE_FRAME)               # [frames, 129]
-    magnitude = tf.math.log(tf.abs(stft) + 1e-6)
-    per_window = int(BASE_WINDOW_S * BASE_RATE) // BASE_STEP   # 128 frames
-    count = int(magnitude.shape[0]) // per_window
-    cut = tf.reshape(magnitude[:count * per_window], [count, per_window, -1])
-    images = tf.transpose(cut, [0, 2, 1])[..., None]           # [w, freq, time, 1]
-    images = tf.image.resize(images, [BASE_SIZE, BASE_SIZE])   # [w, 128, 128, 1]
-    images.numpy()
-    phases['stft_resize_s'] += time.monotonic() - t
-    audio_s += int(audio.shape[0]) / rate
-    windows += count
-  total = time.monotonic() - t0
-  print('BASELINE_RESULT ' + json.dumps(dict(phases, import_s=t_import, total_s=total,
-                                             audio_s=audio_s, windows=windows,
-                                             files=len(files))), flush=True)
-
-
-# ----------------------------------------------------- child: in-process time breakdown
-
-def _cpu_s() -> float:
-  import resource
-  usage = resource.getrusage(resource.RUSAGE_SELF)
-  return usage.ru_utime + usage.ru_stime
-
-
-def _measure(fn, repeats: int):
-  """Runs fn `repeats` times; returns (least wall s, least process CPU s).
-
-  Other work on the machine only ever adds to both, so the minima are the best
-  estimates of the undisturbed cost (taken separately: the run with the least wall time
-  need not be the one with the least CPU time).
-  """
-  walls, cpus = [], []
-  for _ in range(repeats):
-    wall, cpu = time.monotonic(), _cpu_s()
-    fn()
-    walls.append(time.monotonic() - wall)
-    cpus.append(_cpu_s() - cpu)
-  return min(walls), min(cpus)
-
-
-def inprocess_child(path: str, repeats: str) -> None:
-  """Times the parts of converting one file in one thread; prints one JSON line.
-
-  Every part is run `repeats` times; the least wall and the least process CPU time are
-  kept (other processes on a shared machine only ever add to both).
-  """
-  repeats = int(repeats)
-  t0 = time.monotonic()
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  import tensorflow as tf
-  t_tf = time.monotonic() - t0
-  t = time.monotonic()
-  import tensorflow_io as tfio
-  from tensorflow_io.python.ops import core_ops
-  from orca_gan import audio_io, prepare_tfrecords, records, spectral
-  t_tfio = time.monotonic() - t
-  res = {'import_tf_s': t_tf, 'import_tfio_orca_s': t_tfio, 'repeats': repeats}
-
-  config = prepare_tfrecords.PrepareConfig()
-  transform = config.transform
-  resource, info = audio_io.open_audio(path)
-  res['audio_s'] = info.duration_s
-  res['sample_rate_hz'] = info.sample_rate_hz
-  geometry = spectral.frame_geometry(transform, info.sample_rate_hz)
-  count = spectral.num_windows(info.num_samples, info.sample_rate_hz, transform.window_s)
-  firsts = list(range(0, count, config.chunk_windows))
-  sizes = [min(config.chunk_windows, count - f) for f in firsts]
-  bounds = [spectral.segment_bounds(f, n, geometry) for f, n in zip(firsts, sizes)]
-  offsets = [spectral.frame_offsets(f, n, transform, geometry)
-             for f, n in zip(firsts, sizes)]
-  res.update(frame_length=geometry.frame_length, fft_length=geometry.fft_length,
-             num_bins=geometry.num_bins, chunks=len(bounds))
-
-  def record(name, fn):
-    res[name + '_s'], res[name + '_cpu_s'] = _measure(fn, repeats)
-
-  record('mp3_check', lambda: audio_io.check_mp3_stream(path))
-  record('open_audio', lambda: audio_io.open_audio(path))
-
-  def decode_raw():
-    # The readable resource read in the same chunks, eagerly, int16 out: the decoder.
-    resource, info = audio_io.open_audio(path)
-    for lo, hi in bounds:
-      lo, hi = max(lo, 0), min(hi, info.num_samples)
-      core_ops.io_audio_readable_read(resource, lo, hi, dtype=info.dtype).numpy()
-
-  segments = []
-
-  def decode_pipeline():
-    # As convert_file does it: tf.data pipeline, float mono, padded segments.
-    resource, info = audio_io.open_audio(path)
-    segments[:] = list(audio_io.segment_dataset(resource, info, bounds, config.channel))
-
-  record('decode_raw', decode_raw)
-  record('decode_pipeline', decode_pipeline)
-
-  fn = prepare_tfrecords._stored_spectrogram_fn(transform, info.sample_rate_hz,
-                                                config.storage_dtype)
-  t = time.monotonic()
-  fn(segments[0], offsets[0])[0].numpy()
-  res['spectrogram_trace_s'] = time.monotonic() - t
-
-  def spectrogram():
-    for segment, offset in zip(segments, offsets):
-      fn(segment, offset)[0].numpy()
-
-  record('spectrogram', spectrogram)
-
-  frame_length, fft_length = geometry.frame_length, geometry.fft_length
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32),
-                                tf.TensorSpec([None, transform.image_size], tf.int32)])
-  def gather_rfft(segment, offs):
-    index = offs[:, :, None] + tf.range(frame_length, dtype=tf.int32)
-    spectrum = tf.signal.rfft(tf.gather(segment, index), fft_length=[fft_length])
-    return tf.reduce_sum(tf.math.real(spectrum[..., :geometry.num_bins]))
-
-  gather_rfft(segments[0], offsets[0])
-
-  def gather_rfft_all():
-    for segment, offset in zip(segments, offsets):
-      gather_rfft(segment, offset).numpy()
-
-  record('spectrogram_gather_rfft', gather_rfft_all)
-
-  converted = []
-  record('convert_file',
-         lambda: converted.__setitem__(slice(None),
-                                       [prepare_tfrecords.convert_file(path, config)]))
-  stored = converted[0].stored
-  res['windows'] = int(len(stored))
-
-  shard = os.path.join(tempfile.mkdtemp(prefix='make_tfrecords_bench_shard_'),
-                       'shard.tfrecord.gz')
-
-  def write_gzip():
-    # Shard writing (the main thread of bin/make_tfrecords): serialize + GZIP.
-    options = tf.io.TFRecordOptions(compression_type='GZIP')
-    with tf.io.TFRecordWriter(shard, options) as writer:
-      for index, image in enumerate(stored):
-        writer.write(records.serialize_window(image.tobytes(), 0, index, index * 3.0))
-
-  record('write_gzip', write_gzip)
-  shutil.rmtree(os.path.dirname(shard), ignore_errors=True)
-
-  # For comparison: tfio's whole-file decode_mp3 (what the baseline uses).
-  record('decode_mp3_whole',
-         lambda: tfio.audio.decode_mp3(tf.io.read_file(path)).numpy())
-  print('INPROCESS_RESULT ' + json.dumps(res), flush=True)
-
-
 # ------------------------------------------------------------------------ the benchmark
 
 def build_inputs(work: str, copies: int, baseline_copies: int):
@@ -369,17 +183,7 @@ def main() -> None:
                       help='Parent of the temporary folder (default: system temp).')
   parser.add_argument('--keep', action='store_true', help='Keep the temporary folder.')
   parser.add_argument('--json_out', default=None, help='Also write results as JSON.')
-  parser.add_argument('--baseline_child', nargs='+', default=None,
-                      help=argparse.SUPPRESS)
-  parser.add_argument('--inprocess_child', nargs=2, default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
-
-  if args.baseline_child:
-    baseline_child(args.baseline_child)
-    return
-  if args.inprocess_child:
-    inprocess_child(*args.inprocess_child)
-    return
 
   if not os.path.isfile(BENCH_MP3):
     sys.exit(f'error: benchmark input {os.path.normpath(BENCH_MP3)} is missing; it is '
@@ -438,7 +242,7 @@ def main() -> None:
 
     if 'baseline' not in skip and base_files:
       progress(f'b. naive baseline on {len(base_files)} copies')
-      argv = [sys.executable, os.path.abspath(__file__), '--baseline_child'] + base_files
+      argv = [sys.executable, os.path.join(HERE, 'naive_pipeline.py')] + base_files
       baseline = run_child(argv, work, 'baseline')
       detail = _child_json(baseline, 'BASELINE_RESULT ')
       baseline.update(audio_s=detail['audio_s'], files=detail['files'],
@@ -455,7 +259,7 @@ def main() -> None:
 
     if 'inprocess' not in skip:
       progress('d. in-process breakdown on the 10-min file')
-      argv = [sys.executable, os.path.abspath(__file__), '--inprocess_child',
+      argv = [sys.executable, os.path.join(HERE, 'make_tfrecords_breakdown.py'),
               os.path.realpath(BENCH_MP3), str(args.inprocess_repeats)]
       r = run_child(argv, work, 'inprocess')
       inproc = _child_json(r, 'INPROCESS_RESULT ')
