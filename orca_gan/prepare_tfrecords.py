@@ -270,7 +270,7 @@ class _ShardWriter:
                      for s in self._manifest['shards']], default=-1)
     suffix = '.tfrecord.gz' if self._config.compression == 'GZIP' else '.tfrecord'
     self._name = f'{_SHARD_PREFIX}{index:05d}{suffix}'
-    self._tmp = os.path.join(self._dir, self._name + '.tmp')
+    self._tmp = fileio.temporary_name(os.path.join(self._dir, self._name))
     options = tf.io.TFRecordOptions(
         compression_type='GZIP' if self._config.compression == 'GZIP' else '')
     self._writer = tf.io.TFRecordWriter(self._tmp, options)
