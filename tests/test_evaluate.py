@@ -6,25 +6,18 @@ import os
 import re
 import shutil
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from orca_gan import evaluate_lib
-from orca_gan import export_lib
 from orca_gan import metrics
-from orca_gan import models
 from orca_gan import plotting
 from orca_gan import records
 from orca_gan import prepare_tfrecords
-from orca_gan import spectral
-from tests.helpers import damaged_records, run_app, tone, write_wav
+from tests.helpers import TINY_TRANSFORM, damaged_records, run_app, tone, write_wav
 
 SAMPLE_RATE_HZ = 16000
-TRANSFORM = spectral.SpectrogramConfig(image_size=32)
-TINY = models.ModelConfig(image_size=32, z_dim=8, fast_z=4, g_lstm_units=16,
-                          d_lstm_units=16, gf_dim=16, df_dim=8)
+TRANSFORM = TINY_TRANSFORM
 FAST = ['--num_sequences', '6', '--seq_len', '3', '--num_permutations', '200']
 
 
@@ -50,18 +43,6 @@ def record_dir(tmp_path_factory):
   return out
 
 
-@pytest.fixture(scope='module')
-def export_dir(tmp_path_factory):
-  keras.utils.set_random_seed(0)
-  generator = models.Generator(TINY)
-  discriminator = models.Discriminator(TINY)
-  generator(tf.zeros([1, TINY.z_dim]), generator.initial_state(1))
-  discriminator(tf.zeros([1, 32, 32, 1]), discriminator.initial_state(1))
-  out = str(tmp_path_factory.mktemp('evaluate_export'))
-  return export_lib.export_models(generator, discriminator, TINY, TRANSFORM, out,
-                                  extra_metadata={'step': 0})
-
-
 def finite_numbers(value, where=''):
   """Yields (path, number) for every number in a JSON tree."""
   if isinstance(value, dict):
@@ -75,9 +56,9 @@ def finite_numbers(value, where=''):
 
 
 @pytest.mark.slow
-def test_cli_writes_metrics_and_report(record_dir, export_dir, tmp_path):
+def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   out = tmp_path / 'eval'
-  result = run_app('evaluate', '--model', export_dir['generator'], '--tfrecords',
+  result = run_app('evaluate', '--model', exported['generator'], '--tfrecords',
                    record_dir, '--output_dir', str(out), '--seed', '3', *FAST)
   assert result.returncode == 0, result.stderr[-3000:]
   line = result.stdout.strip().splitlines()[-1]
@@ -124,14 +105,14 @@ def test_cli_writes_metrics_and_report(record_dir, export_dir, tmp_path):
                                                       if not math.isfinite(v)]
 
 
-def test_same_seed_same_metrics(record_dir, export_dir, tmp_path, monkeypatch):
+def test_same_seed_same_metrics(record_dir, exported, tmp_path, monkeypatch):
   # The report is checked above; skipping it here saves the drawing time.
   monkeypatch.setattr(plotting, 'evaluation_report',
                       lambda out, *args, **kwargs: out.write(b'png'))
 
   def run(name, seed):
     config = evaluate_lib.EvaluateConfig(
-        model=export_dir['generator'], tfrecords=record_dir,
+        model=exported['generator'], tfrecords=record_dir,
         output_dir=str(tmp_path / name), num_sequences=4, seq_len=2, seed=seed,
         num_permutations=100)
     result = evaluate_lib.evaluate(config, log=lambda line: None)
@@ -144,7 +125,7 @@ def test_same_seed_same_metrics(record_dir, export_dir, tmp_path, monkeypatch):
           other['frechet_distance']['generated_vs_real'])
 
 
-def test_failure_while_rendering_leaves_no_output(record_dir, export_dir, tmp_path,
+def test_failure_while_rendering_leaves_no_output(record_dir, exported, tmp_path,
                                                   monkeypatch):
   def broken(*args, **kwargs):
     raise RuntimeError('drawing failed')
@@ -152,7 +133,7 @@ def test_failure_while_rendering_leaves_no_output(record_dir, export_dir, tmp_pa
   monkeypatch.setattr(plotting, 'evaluation_report', broken)
   out = tmp_path / 'eval'
   config = evaluate_lib.EvaluateConfig(
-      model=export_dir['generator'], tfrecords=record_dir, output_dir=str(out),
+      model=exported['generator'], tfrecords=record_dir, output_dir=str(out),
       num_sequences=2, seq_len=2, num_permutations=10)
   with pytest.raises(RuntimeError, match='drawing failed'):
     evaluate_lib.evaluate(config, log=lambda line: None)
@@ -203,9 +184,9 @@ BAD_INPUTS = {
 
 
 @pytest.fixture
-def bad_names(record_dir, export_dir, tmp_path):
-  return {'model': export_dir['generator'],
-          'discriminator': export_dir['discriminator'], 'records': record_dir,
+def bad_names(record_dir, exported, tmp_path):
+  return {'model': exported['generator'],
+          'discriminator': exported['discriminator'], 'records': record_dir,
           'missing': str(tmp_path / 'missing'),
           'db_records': edited_records(record_dir, tmp_path / 'db', db_min=-90.0),
           'size_records': edited_records(record_dir, tmp_path / 'size', image_size=64)}
@@ -246,8 +227,8 @@ def test_cli_bad_input_is_one_line(case, bad_names, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_requires_output_dir(record_dir, export_dir):
-  result = run_app('evaluate', '--model', export_dir['generator'], '--tfrecords',
+def test_cli_requires_output_dir(record_dir, exported):
+  result = run_app('evaluate', '--model', exported['generator'], '--tfrecords',
                    record_dir)
   assert result.returncode != 0
   assert result.stderr.strip().splitlines() == ['error: --output_dir is required']
@@ -361,11 +342,11 @@ def test_a_long_tape_and_a_short_clip_split_by_segments():
 
 
 @pytest.mark.parametrize('how', ['flip', 'truncate'])
-def test_damaged_shard_is_named_and_nothing_written(record_dir, export_dir, tmp_path,
+def test_damaged_shard_is_named_and_nothing_written(record_dir, exported, tmp_path,
                                                     how):
   shard = damaged_records(record_dir, str(tmp_path / 'records'), how)
   config = evaluate_lib.EvaluateConfig(
-      model=export_dir['generator'], tfrecords=str(tmp_path / 'records'),
+      model=exported['generator'], tfrecords=str(tmp_path / 'records'),
       output_dir=str(tmp_path / 'out'), num_sequences=4, seq_len=2)
   with pytest.raises(records.CorruptShardError,
                      match=f'^{re.escape(shard)}: corrupt or truncated shard'):
