@@ -13,7 +13,7 @@ class UsageError(ValueError):
   command-line apps report it in one line and exit with status 2."""
 
 
-def flag(default, help: str, choices=None, required: bool = False):  # noqa: A002
+def flag(default, help: str, choices=None, required: bool = False):
   """A config field that is also a command-line flag.
 
   Args:
