@@ -663,9 +663,9 @@ class GanTrainer:
           shutil.rmtree(leftover, ignore_errors=True)
         else:
           os.remove(leftover)
-      reason = e.message if isinstance(e, tf.errors.OpError) else e.strerror or str(e)
-      raise TrainingError(f'{prefix}: cannot write the checkpoint ({" ".join(reason.split())}'
-                          '); the earlier checkpoints are unchanged') from None
+      raise TrainingError(f'{prefix}: cannot write the checkpoint '
+                          f'({fileio.os_reason(e)}); the earlier checkpoints are '
+                          'unchanged') from None
 
   # ---------------------------------------------------------------- pictures
 
