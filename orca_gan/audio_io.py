@@ -19,7 +19,6 @@ bytes (`os.fsencode`), and is shown with the bad bytes escaped (`display_path`).
 import dataclasses
 import glob
 import os
-import re
 import stat
 import struct
 import threading
@@ -249,7 +248,7 @@ def open_audio(path: str):
     shape, dtype, rate = core_ops.io_audio_readable_spec(resource)
   except tf.errors.OpError as e:
     raise AudioError(f'not a decodable {ext[1:]} file (tensorflow-io: '
-                     f'{_op_message(e)})') from e
+                     f'{fileio.os_reason(e)})') from e
   num_samples, channels = (int(v) for v in shape.numpy())
   note = ''
   if frames and frames[1] < min(frames[0], num_samples):
@@ -265,18 +264,8 @@ def open_audio(path: str):
   return resource, info
 
 
-def _op_message(error: tf.errors.OpError) -> str:
-  """The useful part of a TensorFlow op error, on one line."""
-  message = error.message.split('[Op:')[0]
-  message = re.sub(r'\[\[\{\{node .*?\}\}\]\]', '', message)
-  message = re.sub(r'\{\{function_node .*?\}\}', '', message)
-  message = re.sub(r'^.*transformation with iterator: [\w:]+: ', '', message, flags=re.S)
-  message = re.sub(r'^Function invocation produced \w+: ', '', message.strip())
-  return ' '.join(message.split())
-
-
 def op_error_reason(error: tf.errors.OpError) -> str:
-  return f'decoding failed (tensorflow-io: {_op_message(error)})'
+  return f'decoding failed (tensorflow-io: {fileio.os_reason(error)})'
 
 
 def _to_float(samples: tf.Tensor) -> tf.Tensor:

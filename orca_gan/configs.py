@@ -29,11 +29,14 @@ def flag(default, help: str, choices=None, required: bool = False):
   return dataclasses.field(default=default, metadata=metadata)
 
 
-def check_choices(config, error_class) -> None:
-  """Raises `error_class('--name must be one of ...')` for a field outside its choices."""
+def check(config, error_class) -> None:
+  """Raises `error_class` with a one-line message for the first field, in order, that is
+  required but empty (`--name is required`) or outside its choices."""
   for field in dataclasses.fields(config):
-    choices = field.metadata.get('choices')
     value = getattr(config, field.name)
+    if field.metadata.get('required') and not value:
+      raise error_class(f'--{field.name} is required')
+    choices = field.metadata.get('choices')
     if choices and value not in choices:
       raise error_class(f'--{field.name} must be one of {", ".join(choices)}, got '
                         f'{value!r}')

@@ -133,6 +133,7 @@ def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int
   return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def to_model_input(stored: tf.Tensor) -> tf.Tensor:
-  """Stored windows [..., H, W] -> float32 model input [..., H, W, 1] in [-1, 1]."""
-  return records.dequantize(stored)[..., None]
+def to_model_input(stored) -> tf.Tensor:
+  """Stored (or float) windows [..., H, W], a tensor or an array -> float32 model input
+  [..., H, W, 1] in [-1, 1]."""
+  return records.dequantize(tf.convert_to_tensor(stored))[..., None]

@@ -67,6 +67,7 @@ import tensorflow as tf
 
 from orca_gan import audio_io
 from orca_gan import configs
+from orca_gan import data
 from orca_gan import fileio
 from orca_gan import prepare_tfrecords
 from orca_gan import records
@@ -128,9 +129,7 @@ class EmbedPaths:
       'the zero state).')
 
   def __post_init__(self):
-    for name in ('model', 'output_dir'):
-      if not getattr(self, name):
-        raise UsageError(f'--{name} is required')
+    configs.check(self, UsageError)
     if not self.input and not self.tfrecords:
       raise UsageError('give audio with --input (a file, folder or glob; repeatable) '
                        'and/or a make_tfrecords folder with --tfrecords')
@@ -183,7 +182,7 @@ class EmbedConfig:
       'k-th row there (embeddings.npy holds all).')
 
   def __post_init__(self):
-    configs.check_choices(self, UsageError)
+    configs.check(self, UsageError)
     if self.channel != 'mix' and not self.channel.isdigit():
       raise UsageError("--channel must be 'mix' or a channel index, got "
                        f'{self.channel!r}')
@@ -275,11 +274,6 @@ def embedding_size(loaded_model, embedding: str = 'lstm') -> int:
   return int(loaded_model.signatures['features'].structured_outputs[embedding].shape[-1])
 
 
-def _model_input(stored) -> tf.Tensor:
-  """Stored (or float) images [n, H, W] -> float32 [n, H, W, 1] in [-1, 1]."""
-  return records.dequantize(tf.convert_to_tensor(stored))[..., None]
-
-
 def embed_windows(loaded_model, images, context: str = 'file',
                   chunk_windows: int = 64, embedding: str = 'lstm') -> np.ndarray:
   """Embeds the consecutive windows of one recording.
@@ -306,13 +300,13 @@ def embed_windows(loaded_model, images, context: str = 'file',
   if context == 'window':
     serve = loaded_model.signatures['serving_default']
     for first in range(0, count, chunk_windows):
-      x = _model_input(images[first:first + chunk_windows])[:, None]  # [c, 1, H, W, 1]
+      x = data.to_model_input(images[first:first + chunk_windows])[:, None]  # [c, 1, H, W, 1]
       embeddings[first:first + len(x)] = serve(images=x)['embeddings'][:, 0].numpy()
     return embeddings
   from_state = loaded_model.signatures['discriminate_from_state']
   state_h = state_c = tf.zeros([1, units], tf.float32)
   for first in range(0, count, chunk_windows):
-    x = _model_input(images[first:first + chunk_windows])[None]       # [1, c, H, W, 1]
+    x = data.to_model_input(images[first:first + chunk_windows])[None]  # [1, c, H, W, 1]
     result = from_state(images=x, state_h=state_h, state_c=state_c)
     embeddings[first:first + x.shape[1]] = result['embeddings'][0].numpy()
     state_h, state_c = result['state_h'], result['state_c']
@@ -333,7 +327,7 @@ def pooled_embeddings(loaded_model, images, chunk_windows: int = 64) -> dict:
   features = loaded_model.signatures['features']
   parts: dict = {}
   for first in range(0, len(images), chunk_windows):
-    x = _model_input(images[first:first + chunk_windows])[None]       # [1, c, H, W, 1]
+    x = data.to_model_input(images[first:first + chunk_windows])[None]  # [1, c, H, W, 1]
     for name, value in features(images=x).items():
       parts.setdefault(name, []).append(value[0].numpy())
   return {name: np.concatenate(value) for name, value in parts.items()}

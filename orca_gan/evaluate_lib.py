@@ -91,9 +91,7 @@ class EvaluateConfig:
       'Permutations for the p-value of the centroid test.')
 
   def __post_init__(self):
-    for name in ('model', 'tfrecords', 'output_dir'):
-      if not getattr(self, name):
-        raise EvaluationError(f'--{name} is required')
+    configs.check(self, EvaluationError)
     for name in ('seq_len', 'num_permutations'):
       if getattr(self, name) < 1:
         raise EvaluationError(f'--{name} must be at least 1, got {getattr(self, name)}')

@@ -254,7 +254,7 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
         tf.saved_model.save(module, staged[kind], signatures=module.signatures())
       except tf.errors.OpError as e:  # E.g. the disk is full.
         raise OSError(f'{os.path.join(export_dir, kind)}: cannot write the SavedModel '
-                      f'({_first_line(e.message)}); the earlier export there, if any, '
+                      f'({fileio.os_reason(e)}); the earlier export there, if any, '
                       'is unchanged') from None
     paths = {}
     for kind, staging in staged.items():
@@ -278,11 +278,7 @@ def _load_saved_model(path: str):
   # saved_model.pb, IndexError "Read less bytes than requested" for truncated variables).
   except Exception as e:
     raise ValueError(f'{path}: not an orca_gan SavedModel '
-                     f'({_first_line(str(e)) or type(e).__name__})') from None
-
-
-def _first_line(message: str) -> str:
-  return message.strip().split('\n')[0].split('[Op:')[0].strip()
+                     f'({fileio.os_reason(e) or type(e).__name__})') from None
 
 
 def _metadata_of(loaded, path: str) -> dict:

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -28,9 +29,15 @@ class OutputError(OSError):
 
 
 def os_reason(error: Exception) -> str:
-  """The one-line reason of an OSError or a TensorFlow op error."""
-  reason = getattr(error, 'strerror', None) or getattr(error, 'message', None) or str(error)
-  return ' '.join(str(reason).split('[Op:')[0].split())
+  """The useful part of an error's message, on one line: an OSError's reason, or a
+  TensorFlow op error's without its node, function and op decorations."""
+  message = str(getattr(error, 'strerror', None) or getattr(error, 'message', None) or
+                error).split('[Op:')[0]
+  message = re.sub(r'\[\[\{\{node .*?\}\}\]\]', '', message)
+  message = re.sub(r'\{\{function_node .*?\}\}', '', message)
+  message = re.sub(r'^.*transformation with iterator: [\w:]+: ', '', message, flags=re.S)
+  message = re.sub(r'^Function invocation produced \w+: ', '', message.strip())
+  return ' '.join(message.split())
 
 
 @contextlib.contextmanager

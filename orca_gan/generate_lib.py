@@ -76,9 +76,7 @@ class GenerateConfig:
   interpolate_steps: int = configs.flag(8, 'Points on the walk, both ends included.')
 
   def __post_init__(self):
-    for name in ('model', 'output_dir'):
-      if not getattr(self, name):
-        raise GenerateError(f'--{name} is required')
+    configs.check(self, GenerateError)
     for name, minimum in (('num_sequences', 1), ('seq_len', 1),
                           ('griffin_lim_iters', 0), ('interpolate_steps', 2)):
       if getattr(self, name) < minimum:

@@ -73,7 +73,7 @@ class PrepareConfig:
   def __post_init__(self):
     if self.channel != 'mix' and not (self.channel.isdigit()):
       raise UsageError(f"--channel must be 'mix' or a channel index, got {self.channel!r}")
-    configs.check_choices(self, UsageError)
+    configs.check(self, UsageError)
     for name in ('windows_per_shard', 'num_workers', 'chunk_windows'):
       if getattr(self, name) < 1:
         raise UsageError(f'--{name} must be at least 1, got {getattr(self, name)}')

@@ -44,13 +44,12 @@ import tensorflow as tf
 from orca_gan import audio_io
 from orca_gan import fileio
 from orca_gan import configs
+from orca_gan import data
 from orca_gan import embed_lib
 from orca_gan import export_lib
 from orca_gan import models
 from orca_gan import plotting
 from orca_gan import records
-
-
 
 UsageError = configs.UsageError  # The one usage error of every app.
 
@@ -95,7 +94,7 @@ class ProbeConfig:
         raise UsageError(f'--{name} must be at least 1, got {getattr(self, name)}')
     if self.folds < 2:
       raise UsageError(f'--folds must be at least 2, got {self.folds}')
-    configs.check_choices(self, UsageError)
+    configs.check(self, UsageError)
     if not self.l2 >= 0:
       raise UsageError(f'--l2 must be at least 0, got {self.l2}')
 
@@ -341,8 +340,8 @@ def _untrained_embedder(model_config: models.ModelConfig, seed: int):
     return dict(models.pooled_features(discriminator, images), lstm=lstm[0])
 
   def embedder(stored):
-    images = records.dequantize(tf.convert_to_tensor(stored))[..., None]
-    return {name: value.numpy() for name, value in embed(images).items()}
+    return {name: value.numpy()
+            for name, value in embed(data.to_model_input(stored)).items()}
   return embedder
 
 

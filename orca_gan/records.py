@@ -11,6 +11,7 @@ import os
 
 import tensorflow as tf
 
+from orca_gan import fileio
 from orca_gan import spectral
 
 FORMAT = 'orca_gan.tfrecords/1'
@@ -126,7 +127,6 @@ def manifest_config(manifest: dict) -> spectral.SpectrogramConfig:
   return spectral.SpectrogramConfig.from_dict(manifest['transform'])
 
 
-
 def check_shards(tfrecord_dir: str, manifest: dict) -> None:
   """Reads every listed shard to its end, one at a time.
 
@@ -141,12 +141,12 @@ def check_shards(tfrecord_dir: str, manifest: dict) -> None:
       for batch in tf.data.TFRecordDataset(path, compression_type(manifest)).batch(1024):
         count += int(batch.shape[0])
     except tf.errors.OpError as e:
-      raise CorruptShardError(f'{path}: corrupt or truncated shard ({_reason(e)}, after '
-                          f'{count} of its {shard["windows"]} windows); make the '
-                          'records again') from None
+      raise CorruptShardError(
+          f'{path}: corrupt or truncated shard ({fileio.os_reason(e)}, after {count} of '
+          f'its {shard["windows"]} windows); make the records again') from None
     if count != shard['windows']:
       raise CorruptShardError(f'{path}: holds {count} windows, the manifest lists '
-                          f'{shard["windows"]}; make the records again')
+                              f'{shard["windows"]}; make the records again')
 
 
 @contextlib.contextmanager
@@ -157,9 +157,5 @@ def naming_bad_shards(tfrecord_dir: str, manifest: dict | None = None):
     yield
   except tf.errors.DataLossError as e:
     check_shards(tfrecord_dir, manifest or read_manifest(tfrecord_dir))
-    raise CorruptShardError(f'{tfrecord_dir}: unreadable records ({_reason(e)})') from None
+    raise CorruptShardError(f'{tfrecord_dir}: unreadable records ({fileio.os_reason(e)})') from None
 
-
-def _reason(error: tf.errors.OpError) -> str:
-  """An op error's message without TensorFlow's node and op decorations."""
-  return ' '.join(error.message.split('[Op:')[0].split('}}')[-1].split())

@@ -161,7 +161,7 @@ class TrainConfig:
     for name in ('g_lr', 'd_lr'):
       if not getattr(self, name) > 0:
         raise TrainingError(f'--{name} must be positive, got {getattr(self, name)}')
-    configs.check_choices(self, TrainingError)
+    configs.check(self, TrainingError)
     if self.minibatch_stddev and self.loss == 'wgan_gp':
       raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
                           "gradient penalty of --loss wgan_gp must not; use another loss")
