@@ -84,6 +84,14 @@ class ModelConfig:
     """Number of stride-2 layers between the 4x4 base and the image."""
     return int(math.log2(self.image_size // _BASE_SIZE))
 
+  def generator_width(self, level: int) -> int:
+    """Channels of the generator's feature map `level` upsamplings above the 4x4 seed."""
+    return max(self.gf_dim // 2**level, 1)
+
+  def discriminator_width(self, block: int) -> int:
+    """Channels of the discriminator's convolution block `block` (0: the first)."""
+    return self.df_dim * min(2**block, _MAX_DF_MULTIPLE)
+
 
 def _named(model: keras.Model, name: str, layer: keras.layers.Layer):
   """Makes `layer` attribute `name` of `model` too, and returns it.
@@ -122,7 +130,7 @@ class Generator(keras.Model):
     self.deconvs = []
     self.norms = []
     for i in range(1, config.num_resolutions):
-      width = max(config.gf_dim // 2**i, 1)
+      width = config.generator_width(i)
       self.deconvs.append(_named(self, f'deconv_{i}', keras.layers.Conv2DTranspose(
           width, _KERNEL_SIZE, strides=2, padding='same', use_bias=False,
           name=f'deconv_{i}')))
@@ -181,7 +189,7 @@ class Discriminator(keras.Model):
     self.convs = []
     self.norms = []
     for i in range(config.num_resolutions):
-      width = config.df_dim * min(2**i, _MAX_DF_MULTIPLE)
+      width = config.discriminator_width(i)
       self.convs.append(_named(self, f'conv_{i}', keras.layers.Conv2D(
           width, _KERNEL_SIZE, strides=2, padding='same', name=f'conv_{i}')))
       if i > 0:

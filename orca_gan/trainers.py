@@ -704,8 +704,8 @@ def memory_estimate(config: TrainConfig, model_config: models.ModelConfig) -> in
   # Elements of the feature maps: the generator from 4x4 up, the discriminator down
   # (on a real and a generated batch); ~8 float32 tensors kept per element (inputs,
   # normalised and activated values, their gradients).
-  g_maps = sum(16 * 4**r * max(mc.gf_dim >> r, 1) for r in range(mc.num_resolutions))
-  d_maps = sum(pixels // 4**(i + 1) * mc.df_dim * min(2**i, 8)
+  g_maps = sum(16 * 4**r * mc.generator_width(r) for r in range(mc.num_resolutions))
+  d_maps = sum(pixels // 4**(i + 1) * mc.discriminator_width(i)
                for i in range(mc.num_resolutions))
   activations = 8 * 4 * config.batch_size * config.d_steps * (g_maps + pixels + 2 * d_maps)
   return _RUNTIME_BYTES + inputs + activations
