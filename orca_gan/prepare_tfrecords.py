@@ -17,6 +17,7 @@ import dataclasses
 import datetime
 import functools
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -33,6 +34,8 @@ from orca_gan import spectral
 from orca_gan import workers
 
 _SHARD_PREFIX = 'shard-'
+# Where a Beam run (`beam_tfrecords`) stages converted files until the manifest lists them.
+BEAM_PARTS = '.beam-parts'
 
 
 UsageError = configs.UsageError  # The one usage error of every app.
@@ -189,7 +192,7 @@ def convert_file(path: str, config: PrepareConfig) -> ConvertedFile:
   return ConvertedFile(info=info, stored=np.concatenate(chunks), padded=padded)
 
 
-def _check_output_dir(output_dir: str) -> None:
+def check_output_dir(output_dir: str) -> None:
   try:
     os.makedirs(output_dir, exist_ok=True)
     with tempfile.TemporaryFile(dir=output_dir):
@@ -222,7 +225,7 @@ def _new_manifest(config: PrepareConfig) -> dict:
   }
 
 
-def _load_or_start_manifest(output_dir: str, config: PrepareConfig) -> dict:
+def load_or_start_manifest(output_dir: str, config: PrepareConfig) -> dict:
   """The manifest to continue, or a new one; refuses a folder made differently."""
   path = os.path.join(output_dir, records.MANIFEST)
   if not os.path.exists(path):
@@ -240,8 +243,9 @@ def _load_or_start_manifest(output_dir: str, config: PrepareConfig) -> dict:
   return manifest
 
 
-def _remove_leftovers(output_dir: str, manifest: dict, log) -> None:
-  """Deletes temporary files and shards an interrupted run wrote but never listed."""
+def remove_leftovers(output_dir: str, manifest: dict, log, keep_parts: bool = False) -> None:
+  """Deletes temporary files and shards an interrupted run wrote but never listed, and
+  (unless `keep_parts`) the parts a crashed Beam run staged (`beam_tfrecords`)."""
   listed = {s['path'] for s in manifest['shards']}
   for name in sorted(os.listdir(output_dir)):
     leftover = name.endswith('.tmp') or (name.startswith(_SHARD_PREFIX)
@@ -249,6 +253,62 @@ def _remove_leftovers(output_dir: str, manifest: dict, log) -> None:
     if leftover and os.path.isfile(os.path.join(output_dir, name)):
       log(f'removing {name}: left by an interrupted run, not in the manifest')
       os.remove(os.path.join(output_dir, name))
+  parts = os.path.join(output_dir, BEAM_PARTS)
+  if not keep_parts and os.path.isdir(parts):
+    log(f'removing {BEAM_PARTS}: converted files an interrupted Beam run left')
+    shutil.rmtree(parts)
+
+
+def next_shard_index(manifest: dict) -> int:
+  """The number of the next new shard of a folder."""
+  return 1 + max([int(s['path'][len(_SHARD_PREFIX):].split('.')[0])
+                  for s in manifest['shards']], default=-1)
+
+
+def shard_name(index: int, compression: str) -> str:
+  suffix = '.tfrecord.gz' if compression == 'GZIP' else '.tfrecord'
+  return f'{_SHARD_PREFIX}{index:05d}{suffix}'
+
+
+def open_shard(path: str, compression: str) -> tf.io.TFRecordWriter:
+  options = tf.io.TFRecordOptions(compression_type='GZIP' if compression == 'GZIP' else '')
+  return tf.io.TFRecordWriter(path, options)
+
+
+@contextlib.contextmanager
+def writing_shard(path: str):
+  """Turns a failed write into one `fileio.OutputError` naming the shard."""
+  try:
+    yield
+  except (OSError, tf.errors.OpError) as e:
+    raise fileio.OutputError(f'{path}: cannot write ({fileio.os_reason(e)})') from None
+
+
+def write_windows(writer: tf.io.TFRecordWriter, stored: np.ndarray, file_id: int,
+                  window_s: float) -> None:
+  """Appends a file's windows ([windows, H, W] stored values) to a shard."""
+  for index, image in enumerate(stored):
+    writer.write(records.serialize_window(image.tobytes(), file_id, index,
+                                          index * window_s))
+
+
+def file_entry(info: audio_io.AudioInfo, windows: int, padded: bool, file_id: int,
+               shard: str, shard_offset: int) -> dict:
+  """A file's entry in manifest['files']."""
+  return {
+      'file_id': file_id,
+      'path': info.path,
+      'format': info.format,
+      'bytes': os.path.getsize(info.path),
+      'duration_s': info.duration_s,
+      'sample_rate_hz': info.sample_rate_hz,
+      'channels': info.channels,
+      'windows': windows,
+      'padded': padded,
+      **({'note': info.note} if info.note else {}),
+      'shard': shard,
+      'shard_offset': shard_offset,
+  }
 
 
 class _ShardWriter:
@@ -266,50 +326,23 @@ class _ShardWriter:
     self.committed = 0
 
   def _open(self):
-    index = 1 + max([int(s['path'][len(_SHARD_PREFIX):].split('.')[0])
-                     for s in self._manifest['shards']], default=-1)
-    suffix = '.tfrecord.gz' if self._config.compression == 'GZIP' else '.tfrecord'
-    self._name = f'{_SHARD_PREFIX}{index:05d}{suffix}'
+    self._name = shard_name(next_shard_index(self._manifest), self._config.compression)
     self._tmp = fileio.temporary_name(os.path.join(self._dir, self._name))
-    options = tf.io.TFRecordOptions(
-        compression_type='GZIP' if self._config.compression == 'GZIP' else '')
-    self._writer = tf.io.TFRecordWriter(self._tmp, options)
+    self._writer = open_shard(self._tmp, self._config.compression)
 
-  @contextlib.contextmanager
   def _writing(self):
-    """Turns a failed write into one `fileio.OutputError` naming the shard."""
-    try:
-      yield
-    except (OSError, tf.errors.OpError) as e:
-      raise fileio.OutputError(f'{os.path.join(self._dir, self._name)}: cannot write '
-                              f'({fileio.os_reason(e)})') from None
+    return writing_shard(os.path.join(self._dir, self._name))
 
   def add(self, converted: ConvertedFile) -> None:
     if self._writer is None:
       self._open()
     file_id = len(self._manifest['files']) + len(self._pending)
-    window_s = self._config.transform.window_s
     writer = self._writer
     assert writer is not None
     with self._writing():
-      for index, image in enumerate(converted.stored):
-        writer.write(records.serialize_window(
-            image.tobytes(), file_id, index, index * window_s))
-    info = converted.info
-    self._pending.append({
-        'file_id': file_id,
-        'path': info.path,
-        'format': info.format,
-        'bytes': os.path.getsize(info.path),
-        'duration_s': info.duration_s,
-        'sample_rate_hz': info.sample_rate_hz,
-        'channels': info.channels,
-        'windows': len(converted.stored),
-        'padded': converted.padded,
-        **({'note': info.note} if info.note else {}),
-        'shard': self._name,
-        'shard_offset': self._windows,
-    })
+      write_windows(writer, converted.stored, file_id, self._config.transform.window_s)
+    self._pending.append(file_entry(converted.info, len(converted.stored),
+                                    converted.padded, file_id, self._name, self._windows))
     self._windows += len(converted.stored)
     if self._windows >= self._config.windows_per_shard:
       self.commit()
@@ -376,7 +409,7 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig | None = None,
   paths = audio_io.expand_inputs(inputs)
   if not paths:
     raise UsageError('--input: no audio files (.wav, .flac, .ogg, .mp3) found')
-  _check_output_dir(output_dir)
+  check_output_dir(output_dir)
   with fileio.lock_folder(output_dir, '--output_dir', 'make_tfrecords'):
     return _convert(paths, output_dir, config, log, progress_every_s, start)
 
@@ -384,8 +417,8 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig | None = None,
 def _convert(paths, output_dir: str, config: PrepareConfig, log, progress_every_s: float,
              start: float) -> RunSummary:
   """`make_tfrecords` once the output folder is locked."""
-  manifest = _load_or_start_manifest(output_dir, config)
-  _remove_leftovers(output_dir, manifest, log)
+  manifest = load_or_start_manifest(output_dir, config)
+  remove_leftovers(output_dir, manifest, log)
   done = {f['path'] for f in manifest['files']}
   todo = [p for p in paths if p not in done]
   summary = RunSummary(output_dir=output_dir, already_done=len(paths) - len(todo))

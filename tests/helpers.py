@@ -1,13 +1,18 @@
 """Helpers for the tests: tiny audio writers and running the apps."""
 
+import functools
 import glob
 import os
+import pickle
 import resource
+import select
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
+import time
 import wave
 
 import numpy as np
@@ -43,11 +48,73 @@ def tone(freq_hz, duration_s, sample_rate_hz, amplitude=0.5):
   return amplitude * np.sin(2 * np.pi * freq_hz * t)
 
 
-def run_app(name, *args, **kwargs):
-  """Runs bin/<name> in a fresh Python process; returns the CompletedProcess."""
-  return subprocess.run([sys.executable, os.path.join(REPO, 'bin', name), *args],
-                        capture_output=True, text=True, cwd=kwargs.pop('cwd', REPO),
-                        timeout=kwargs.pop('timeout', 300), **kwargs)
+def run_app(name, *args, cwd=REPO, timeout=300, preexec_fn=None):
+  """Runs bin/<name> in a new process; returns the CompletedProcess.
+
+  The process is forked from a server that has imported the app once
+  (tests/app_server.py), which saves TensorFlow's 2.5 s start-up per run; it gets this
+  process's environment, `cwd`, and `preexec_fn` (picklable) before the app starts.
+  """
+  server = _app_server(name)
+  with tempfile.TemporaryDirectory() as tmp:
+    outputs = {k: os.path.join(tmp, k) for k in ('stdout', 'stderr')}
+    server.request({'argv': [os.path.join(REPO, 'bin', name), *args], 'cwd': str(cwd),
+                    'env': dict(os.environ), 'preexec_fn': preexec_fn, **outputs})
+    pid = server.answer('started', 60)
+    try:
+      status = server.answer('exited', timeout)
+    except subprocess.TimeoutExpired:
+      os.kill(pid, signal.SIGKILL)
+      server.answer('exited', 60)
+      raise
+    texts = {}
+    for k, path in outputs.items():
+      with open(path, errors='replace') as f:
+        texts[k] = f.read()
+  return subprocess.CompletedProcess(['bin/' + name, *args], status, **texts)
+
+
+class _AppServer:
+  """tests/app_server.py for one app, and the answers read from it so far."""
+
+  def __init__(self, name):
+    self.process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, 'tests', 'app_server.py'), name],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, bufsize=0)
+    self._read = b''
+    self.answer('ready', 120)
+
+  def request(self, request: dict) -> None:
+    payload = memoryview(pickle.dumps(request))
+    while payload:
+      payload = payload[self.process.stdin.write(payload):]
+
+  def answer(self, kind: str, timeout: float) -> int:
+    """The number of the server's next answer, which must be of `kind`."""
+    deadline = time.monotonic() + timeout
+    while b'\n' not in self._read:
+      remaining = deadline - time.monotonic()
+      if remaining <= 0 or not select.select([self.process.stdout], [], [], remaining)[0]:
+        raise subprocess.TimeoutExpired(self.process.args, timeout)
+      chunk = os.read(self.process.stdout.fileno(), 4096)
+      if not chunk:
+        raise RuntimeError(f'{self.process.args}: the app server ended')
+      self._read += chunk
+    line, self._read = self._read.split(b'\n', 1)
+    got, number = line.decode().split()
+    assert got == kind, (got, kind)
+    return int(number)
+
+
+_SERVERS: dict = {}
+
+
+def _app_server(name):
+  """The running app server of bin/<name>, started on first use."""
+  server = _SERVERS.get(name)
+  if server is None or server.process.poll() is not None:
+    server = _SERVERS[name] = _AppServer(name)
+  return server
 
 
 def transform(audio, sample_rate_hz, config=None):
@@ -162,10 +229,12 @@ def damaged_records(record_dir, dest, how):
   return shard
 
 
+def _limit_file_size(size):
+  signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
 def limit_file_size(size):
   """A `preexec_fn` capping the size of every file the child writes: a write past it
   fails with EFBIG, as one on a full disk fails with ENOSPC."""
-  def limit():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-  return limit
+  return functools.partial(_limit_file_size, size)

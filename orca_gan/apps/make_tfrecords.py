@@ -1,5 +1,7 @@
 """bin/make_tfrecords: audio files -> sharded spectrogram TFRecords + manifest.json."""
 
+import logging
+
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
 
 from absl import flags
@@ -14,8 +16,15 @@ flags.DEFINE_string('output_dir', 'tfrecords', 'Where shards and manifest.json g
 
 
 def _define_flags():
+  from orca_gan import beam_tfrecords
   from orca_gan import prepare_tfrecords
   from orca_gan import spectral
+  flags.DEFINE_enum('runner', None, beam_tfrecords.RUNNERS,
+                    'Run the conversion as an Apache Beam pipeline on this runner (needs '
+                    "pip install -e '.[beam]'); without it, this machine converts.")
+  flags.DEFINE_list('pipeline_options', [],
+                    'Beam pipeline options for --runner, comma-separated (e.g. '
+                    '--direct_num_workers=4 or --project=...,--region=...).')
   common.define_flags(spectral.SpectrogramConfig)
   common.define_flags(prepare_tfrecords.PrepareConfig, exclude=('transform',))
   flags.DEFINE_alias('sample_rate', 'sample_rate_hz')  # Its earlier name, kept.
@@ -28,11 +37,24 @@ def main(argv):
   common.start(argv, '; give files with --input')
   if not FLAGS.input:
     common.fail('--input is required (a file, folder or glob; repeatable)')
+  from orca_gan import beam_tfrecords
   from orca_gan import prepare_tfrecords
   from orca_gan import spectral
   transform = common.config_from_flags(spectral.SpectrogramConfig)
   config = common.config_from_flags(prepare_tfrecords.PrepareConfig, transform=transform)
-  summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
+  if FLAGS.runner:
+    if not FLAGS['verbosity'].present:
+      # Beam's own and its workers' forwarded warnings (missing GCP clients, ignored
+      # options) would bury the report; --verbosity 0 shows them.
+      logging.getLogger('apache_beam').setLevel(logging.ERROR)
+    options = beam_tfrecords.pipeline_options(FLAGS.runner, FLAGS.pipeline_options,
+                                              config.num_workers)
+    summary = beam_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config,
+                                            options)
+  elif FLAGS.pipeline_options:
+    common.fail('--pipeline_options needs --runner')
+  else:
+    summary = prepare_tfrecords.make_tfrecords(FLAGS.input, FLAGS.output_dir, config)
   print(summary.line(), flush=True)
   if summary.converted + summary.already_done == 0:
     common.fail('no file was converted (see the reasons above)', status=1)
