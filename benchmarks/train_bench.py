@@ -14,16 +14,22 @@ shared compilation caches):
 Configurations: the dispatch-bound one (16x16 images, widths 8, batch 4, seq_len 12:
 compute is cheap, so per-call overhead decides, as on a GPU), and the CPU demo defaults
 of bin/train (128x128, batch 16 x seq_len 4). Then XLA (`--jit_compile=true`) on the
-demo config, and the checkpoint cost of the saved input position on 1000 shards.
+demo config, the checkpoint cost of the saved input position on 1000 shards, and
+bin/train with `--strategy multi_worker` in 2 worker processes on localhost (the same
+global batch) next to one process.
 
   .venv/bin/python benchmarks/train_bench.py
   .venv/bin/python benchmarks/train_bench.py --steps 30
+  .venv/bin/python benchmarks/train_bench.py --sections workers
 """
 
 import argparse
 import json
 import os
 import platform
+import re
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,18 +80,65 @@ def _many_shards(records_dir, out, count):
   return out
 
 
+def _steps_per_s(stdout: str) -> float:
+  """The median steps/s of bin/train's summaries, the first (tracing) left out."""
+  rates = [float(m.group(1)) for m in re.finditer(r'steps_per_s ([0-9.e+-]+)', stdout)]
+  return statistics.median(rates[1:])
+
+
+def _train_processes(python, env, records, logdir, workers, flags):
+  """bin/train in `workers` processes (multi_worker on localhost when more than one)."""
+  ports = []
+  for _ in range(workers):
+    with socket.socket() as s:
+      s.bind(('localhost', 0))
+      ports.append(s.getsockname()[1])
+  argv = [python, os.path.join(REPO, 'bin', 'train'), '--tfrecords', records, '--logdir',
+          logdir, *flags]
+  processes = []
+  for index in range(workers):
+    worker_env = dict(env)
+    if workers > 1:
+      worker_env['TF_CONFIG'] = json.dumps({
+          'cluster': {'worker': [f'localhost:{p}' for p in ports]},
+          'task': {'type': 'worker', 'index': index}})
+    processes.append(subprocess.Popen(
+        argv + (['--strategy', 'multi_worker'] if workers > 1 else []),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env))
+  outputs = [p.communicate() for p in processes]
+  for p, (_, err) in zip(processes, outputs):
+    if p.returncode:
+      sys.exit(f'bin/train failed:\n{err[-3000:]}')
+  return _steps_per_s(outputs[0][0])
+
+
+def workers_section(python, env, work, records, steps):
+  """bin/train on 1 process against 2 worker processes, the same global batch."""
+  flags = ['--steps', str(steps), '--summary_every', '10', '--save_every', str(steps),
+           '--image_every', str(steps)]
+  one = _train_processes(python, env, records, f'{work}/one_worker', 1, flags)
+  two = _train_processes(python, env, records, f'{work}/two_workers', 2, flags)
+  print(f'bin/train, demo config (batch 16 x 4), {steps} steps: 1 process '
+        f'{one:.2f} steps/s; 2 worker processes (--strategy multi_worker on localhost, '
+        f'sharing these cores) {two:.2f} steps/s: {two / one:.2f}x')
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--warmup', type=int, default=3)
+  parser.add_argument('--sections', nargs='+', default=['steps', 'checkpoints', 'workers'],
+                      choices=['steps', 'checkpoints', 'workers'])
   args = parser.parse_args()
 
   work = tempfile.mkdtemp(prefix='train_bench_')
   python = sys.executable
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
+              if line.startswith('model name')), platform.processor())
+  print(f'machine: {os.cpu_count()} cores, {cpu}')
   demo_records = _records(python, env, work, 'demo')
   small_records = _records(python, env, work, 'small', '--image_size', '16')
-  many_records = _many_shards(small_records, f'{work}/many', 1000)
 
   def measure(records, config, design, jit='false', steps_per_loop=1, steps=None):
     steps = steps or args.steps
@@ -95,10 +148,18 @@ def main():
                 '--jit', jit, '--steps_per_loop', str(steps_per_loop), '--steps',
                 str(steps), '--warmup', str(args.warmup))
 
+  if 'steps' in args.sections:
+    steps_section(args, measure, small_records, demo_records)
+  if 'checkpoints' in args.sections:
+    checkpoints_section(python, env, work, _many_shards(small_records, f'{work}/many',
+                                                        1000))
+  if 'workers' in args.sections:
+    workers_section(python, env, work, demo_records, steps=60)
+
+
+def steps_section(args, measure, small_records, demo_records):
+  """The compiled step against the per-time-step design, with and without XLA."""
   rows = []
-  cpu = next((line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo')
-              if line.startswith('model name')), platform.processor())
-  print(f'machine: {os.cpu_count()} cores, {cpu}')
   for label, records, config, steps in (
       ('dispatch-bound (16x16, widths 8, batch 4 x 12)', small_records, DISPATCH,
        args.steps * 5),
@@ -131,6 +192,9 @@ def main():
         f'{"leaves XLA off" if xla["step_s"] > compiled["step_s"] else "should turn XLA on"} '
         'on a CPU')
 
+
+def checkpoints_section(python, env, work, many_records):
+  """What the saved input position costs in each checkpoint."""
   for seq_len, buffer in ((4, 256), (12, 256), (12, 1024)):
     config = dict(DISPATCH, seq_len=seq_len, shuffle_buffer=buffer)
     result = _run(python, env, 'checkpoint', '--tfrecords', many_records,

@@ -77,7 +77,7 @@ def pipeline_options(runner: str, options, num_workers: int):
     if not option.startswith('--'):
       raise UsageError(f'--pipeline_options: {option!r} is not a Beam option (--name=value)')
   given = {o[2:].split('=', 1)[0] for o in options}
-  defaults = {'default_sdk_harness_log_level': 'ERROR'}
+  defaults: dict = {'default_sdk_harness_log_level': 'ERROR'}
   if runner == 'DirectRunner':
     defaults.update(direct_running_mode='multi_processing', direct_num_workers=num_workers)
   return beam_options.PipelineOptions(

@@ -57,7 +57,7 @@ class _Loop:
     self.step = trainer.current_step
     self.last_saved = self.step
     self.writer = tf.summary.create_file_writer(
-        os.path.join(self.config.logdir, 'train'))
+        os.path.join(trainer.write_dir, 'train'))
     self.profile = self.config.profile_range()
     self.profiling = False  # Only a trace that was started is stopped.
     self.window_start, self.window_steps = time.monotonic(), 0
@@ -82,12 +82,12 @@ class _Loop:
       return
     start, stop = self.profile
     if self.step == start:
-      tf.profiler.experimental.start(os.path.join(self.config.logdir, 'train'))
+      tf.profiler.experimental.start(os.path.join(self.trainer.write_dir, 'train'))
       self.profiling = True
     elif self.step == stop and self.profiling:
       self.stop_profiler()
       self.trainer.log(f'profiler trace of steps {start}..{stop - 1} written to '
-                       f'{os.path.join(self.config.logdir, "train", "plugins", "profile")}')
+                       f'{os.path.join(self.trainer.write_dir, "train", "plugins", "profile")}')
 
   def stop_profiler(self) -> None:
     if self.profiling:
@@ -142,7 +142,7 @@ class _Loop:
       self.last_saved = self.step
 
   def samples_png(self) -> None:
-    png = os.path.join(self.config.logdir, 'samples.png')
+    png = os.path.join(self.trainer.write_dir, 'samples.png')
     grid = self.trainer.sample_images(self.real_sequences())[0]
     tf.io.write_file(png, tf.io.encode_png(grid))
 

@@ -29,6 +29,7 @@ import glob
 import json
 import os
 import shutil
+import tempfile
 
 import keras
 import tensorflow as tf
@@ -134,8 +135,9 @@ class TrainConfig:
       'XLA for the whole training step (auto: on a GPU only).',
       choices=('auto', 'true', 'false'))
   strategy: str = configs.flag('default',
-      'default: one device; mirrored: all local GPUs.',
-      choices=('default', 'mirrored'))
+      'default: one device; mirrored: all local GPUs; multi_worker: all GPUs (or the '
+      'CPU) of every worker listed in the TF_CONFIG environment variable.',
+      choices=('default', 'mirrored', 'multi_worker'))
   mixed_precision: bool = configs.flag(False,
       'float16 compute (for GPUs); overflowing updates are skipped and counted '
       '(skipped_updates).')
@@ -215,8 +217,81 @@ def _dtype_policy(name: str):
     keras.mixed_precision.set_global_policy(previous)
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerTask:
+  """This process's place in a multi-worker cluster (TF_CONFIG)."""
+  type: str   # 'chief' or 'worker'.
+  index: int
+  num_workers: int  # Chief included.
+  has_chief: bool
+
+  @property
+  def is_chief(self) -> bool:
+    """The chief writes checkpoints, summaries, samples and the export: the task
+    'chief', or worker 0 of a cluster without one."""
+    return self.type == 'chief' or (self.index == 0 and not self.has_chief)
+
+
+def worker_task(strategy: str) -> WorkerTask | None:
+  """This process's task under --strategy multi_worker (None for the other strategies).
+
+  Raises:
+    configs.UsageError: TF_CONFIG is missing or does not describe this process's task
+      in a cluster of chief and workers; the message says what is wrong.
+  """
+  if strategy != 'multi_worker':
+    return None
+  fail = configs.UsageError
+  text = os.environ.get('TF_CONFIG')
+  if not text:
+    raise fail('--strategy multi_worker needs the TF_CONFIG environment variable: '
+               '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+               '"index": N}}')
+  try:
+    spec = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise fail(f'TF_CONFIG is not JSON ({e})') from None
+  cluster = spec.get('cluster') if isinstance(spec, dict) else None
+  task = spec.get('task') if isinstance(spec, dict) else None
+  if not isinstance(cluster, dict) or not isinstance(task, dict):
+    raise fail('TF_CONFIG needs a "cluster" and a "task" object')
+  others = sorted(set(cluster) - {'chief', 'worker'})
+  if others:
+    raise fail(f'TF_CONFIG: cluster jobs {others} are not used by orca_gan (only chief '
+               'and worker)')
+  for job, addresses in cluster.items():
+    if (not isinstance(addresses, list) or not addresses
+        or not all(isinstance(a, str) and ':' in a for a in addresses)):
+      raise fail(f'TF_CONFIG: cluster "{job}" must be a list of "host:port" addresses')
+  kind, index = task.get('type'), task.get('index', 0)
+  if kind not in cluster:
+    raise fail(f'TF_CONFIG: task type {kind!r} is not a job of the cluster '
+               f'({", ".join(sorted(cluster))})')
+  if not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+    raise fail(f'TF_CONFIG: task index {index!r} is not in 0..{len(cluster[kind]) - 1} '
+               f'of "{kind}"')
+  return WorkerTask(type=str(kind), index=index,
+                    num_workers=sum(len(a) for a in cluster.values()),
+                    has_chief='chief' in cluster)
+
+
+def _make_strategy(name: str):
+  if name == 'mirrored':
+    return tf.distribute.MirroredStrategy()
+  if name == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
 class GanTrainer:
-  """Owns everything a training run is made of; `run(n)` trains `n` steps."""
+  """Owns everything a training run is made of; `run(n)` trains `n` steps.
+
+  Under --strategy multi_worker every worker runs the same steps on its slice of the
+  global batch. The chief writes to --logdir; every other worker writes the same files
+  (saving may take part in collective operations) to a temporary folder of its own,
+  `write_dir`, which `close` removes. Every worker restores from the chief's
+  checkpoints.
+  """
 
   def __init__(self, config: TrainConfig, log=print):
     self.config = config
@@ -245,8 +320,9 @@ class GanTrainer:
     self._check_run_config()
     _check_memory(config, self.model_config)
 
-    self.strategy = (tf.distribute.MirroredStrategy() if config.strategy == 'mirrored'
-                     else tf.distribute.get_strategy())
+    self.task = worker_task(config.strategy)
+    self.is_chief = self.task is None or self.task.is_chief
+    self.strategy = _make_strategy(config.strategy)
     self.replicas = self.strategy.num_replicas_in_sync
     if config.batch_size % self.replicas:
       raise TrainingError(f'--batch_size {config.batch_size} must be a multiple of the '
@@ -297,9 +373,15 @@ class GanTrainer:
         generator=self.generator, discriminator=self.discriminator,
         g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer,
         data=self.iterator)
+    self.write_dir = (config.logdir if self.is_chief
+                      else tempfile.mkdtemp(prefix='orca_gan-worker-'))
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(config.logdir, 'checkpoints'),
+        self.checkpoint, os.path.join(self.write_dir, 'checkpoints'),
         max_to_keep=config.keep_checkpoints)
+    # Every worker resumes from the chief's checkpoints.
+    self.chief_manager = (self.manager if self.is_chief else tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(config.logdir, 'checkpoints'),
+        max_to_keep=config.keep_checkpoints))
     self._replica_step = (tf.function(self._replica_step_fn, jit_compile=True)
                           if self.jit else self._replica_step_fn)
     self._run = tf.function(self._run_fn)
@@ -307,17 +389,17 @@ class GanTrainer:
   def _choose_xla(self) -> bool:
     """XLA for the per-replica step: on request, or (auto) on a GPU, one replica."""
     setting = self.config.jit_compile
-    if self.config.strategy == 'mirrored' and use_xla(setting):
+    if self.config.strategy != 'default' and use_xla(setting):
       # TensorFlow compiles a replica function that all-reduces (synchronized batch
       # norm, gradient aggregation) only without merge_call, which MirroredStrategy
       # uses unless every device is a GPU; that path cannot be tested here.
       if setting == 'true':
         raise TrainingError(
-            '--jit_compile=true does not work with --strategy=mirrored: the '
-            'synchronized batch norm and the gradient all-reduce run inside the step, '
-            'which TensorFlow cannot compile there; use --jit_compile=false')
-      self.log('XLA off under --strategy=mirrored (the step all-reduces inside; '
-               'TensorFlow does not compile that here)')
+            f'--jit_compile=true does not work with --strategy={self.config.strategy}: '
+            'the synchronized batch norm and the gradient all-reduce run inside the '
+            'step, which TensorFlow cannot compile there; use --jit_compile=false')
+      self.log(f'XLA off under --strategy={self.config.strategy} (the step all-reduces '
+               'inside; TensorFlow does not compile that here)')
       return False
     return use_xla(setting)
 
@@ -371,9 +453,14 @@ class GanTrainer:
             f'({what}); use the same flags and records or a new --logdir')
 
   def save_run_config(self) -> None:
-    os.makedirs(self.config.logdir, exist_ok=True)
-    fileio.write_json_atomic(os.path.join(self.config.logdir, 'config.json'),
+    os.makedirs(self.write_dir, exist_ok=True)
+    fileio.write_json_atomic(os.path.join(self.write_dir, 'config.json'),
                               self.run_description())
+
+  def close(self) -> None:
+    """Removes what a worker other than the chief wrote."""
+    if not self.is_chief:
+      shutil.rmtree(self.write_dir, ignore_errors=True)
 
   # ---------------------------------------------------------------- the step
 
@@ -547,7 +634,7 @@ class GanTrainer:
     carry = (self.generator.initial_state(b), self.discriminator.initial_state(b),
              tuple(self.discriminator.initial_state(b) for _ in reals),
              {name: tf.constant(0.0) for name in self.metric_names})
-    if self.replicas == 1:
+    if self.replicas == 1 and self.config.strategy != 'multi_worker':
       # A symbolic loop: the graph holds one time step, so memory, tracing and XLA
       # compilation do not grow with seq_len. One iteration at a time: each reads the
       # weights the previous one wrote.
@@ -555,8 +642,8 @@ class GanTrainer:
           lambda t, _: t < config.seq_len, lambda t, c: (t + 1, time_step(t, c)),
           (tf.constant(0), carry), parallel_iterations=1)
     else:
-      # Unrolled: MirroredStrategy all-reduces through merge_call, which TensorFlow
-      # does not allow inside a loop body.
+      # Unrolled: MirroredStrategy (and the multi-worker one) all-reduce through
+      # merge_call, which TensorFlow does not allow inside a loop body.
       for t in range(config.seq_len):
         carry = time_step(t, carry)
     return carry[-1]
@@ -621,7 +708,7 @@ class GanTrainer:
     The candidates are those the manager's index file lists and those on disk: a
     damaged index must not hide them (and start the run again from step 0).
     """
-    candidates = _checkpoints_newest_first(self.manager)
+    candidates = _checkpoints_newest_first(self.chief_manager)
     for path in candidates:
       try:
         checkpoint = self.checkpoint
@@ -644,8 +731,8 @@ class GanTrainer:
       self.log(f'resumed from {path} at step {self.current_step}')
       return
     if candidates:
-      raise TrainingError(f'no readable checkpoint in {self.manager.directory}; move '
-                          'them away to start afresh')
+      raise TrainingError(f'no readable checkpoint in {self.chief_manager.directory}; '
+                          'move them away to start afresh')
 
   def save(self) -> str:
     """Writes checkpoint ckpt-<step>; on failure removes what it wrote of it.

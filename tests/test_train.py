@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -428,6 +429,116 @@ def test_mirrored_mixed_precision_skips_overflow_on_every_replica(record_dir, tm
   assert result['replicas'] == 2 and not result['diverged']
   assert result['metrics']['skipped_updates'] == 2 * config.seq_len
   assert result['metrics']['d_loss_scale'] == 2.0**(60 - config.seq_len)
+
+
+def _free_ports(count):
+  """Ports free now on localhost (the OS picks them)."""
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _step_losses(stdout):
+  """{step: (d_loss, g_loss)} from the log lines of bin/train."""
+  losses = {}
+  for line in stdout.splitlines():
+    match = re.match(r'step (\d+): (.*)', line)
+    if match:
+      values = dict(item.split(' ') for item in match.group(2).split(', '))
+      losses[int(match.group(1))] = (float(values['d_loss']), float(values['g_loss']))
+  return losses
+
+
+def _train_workers(flags, tmp_path):
+  """bin/train --strategy multi_worker in two processes on localhost; their outputs."""
+  ports = _free_ports(2)
+  cluster = {'worker': [f'localhost:{port}' for port in ports]}
+  processes = []
+  for index in range(2):
+    env = dict(os.environ, TMPDIR=str(tmp_path / 'tmp'),
+               TF_CONFIG=json.dumps({'cluster': cluster,
+                                     'task': {'type': 'worker', 'index': index}}))
+    processes.append(subprocess.Popen(
+        [sys.executable, os.path.join(REPO, 'bin', 'train'), *flags, '--strategy',
+         'multi_worker'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, cwd=REPO))
+  try:
+    outputs = [p.communicate(timeout=300) for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  for p, (_, stderr) in zip(processes, outputs):
+    assert p.returncode == 0, stderr[-3000:]
+  return [stdout for stdout, _ in outputs]
+
+
+def test_two_workers_compute_what_one_process_computes_and_resume(record_dir, tmp_path):
+  (tmp_path / 'tmp').mkdir()
+  logdir = tmp_path / 'workers'
+  flags = ['--tfrecords', record_dir, '--batch_size', '4', '--seq_len', '2', '--z_dim',
+           '8', '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16',
+           '--df_dim', '8', '--save_every', '2', '--summary_every', '1', '--image_every',
+           '2']
+  first = _train_workers([*flags, '--logdir', str(logdir), '--steps', '2'], tmp_path)
+  assert 'worker 1 of 2 workers' in first[1]
+  # Both restarted: they resume from the chief's checkpoint.
+  second = _train_workers([*flags, '--logdir', str(logdir), '--steps', '4'], tmp_path)
+  assert f'resumed from {logdir}/checkpoints/ckpt-2' in second[0]
+  assert f'resumed from {logdir}/checkpoints/ckpt-2' in second[1]
+  one = run_app('train', *flags, '--logdir', str(tmp_path / 'one'), '--steps', '4')
+  assert one.returncode == 0, one.stderr[-3000:]
+  expected = _step_losses(one.stdout)
+  assert sorted(expected) == [1, 2, 3, 4]
+  for worker in range(2):
+    # The same global batch, latents and synchronized batch norm: only the summation
+    # order of the all-reduce differs.
+    got = {**_step_losses(first[worker]), **_step_losses(second[worker])}
+    assert sorted(got) == [1, 2, 3, 4]
+    for step, losses in expected.items():
+      assert got[step] == pytest.approx(losses, rel=1e-3), (worker, step)
+  # Every weight and optimizer slot of the last checkpoint, too (the log shows four
+  # digits).
+  mine = tf.train.load_checkpoint(str(logdir / 'checkpoints' / 'ckpt-4'))
+  reference = tf.train.load_checkpoint(str(tmp_path / 'one' / 'checkpoints' / 'ckpt-4'))
+  shapes = reference.get_variable_to_dtype_map()
+  assert mine.get_variable_to_dtype_map() == shapes
+  floats = [k for k, dtype in shapes.items() if dtype.is_floating]
+  assert len(floats) > 50
+  for key in floats:
+    np.testing.assert_allclose(mine.get_tensor(key), reference.get_tensor(key), rtol=0,
+                               atol=1e-5, err_msg=key)
+  # The chief's files, once; the other worker's temporary folder is gone.
+  assert sorted(os.listdir(logdir / 'checkpoints')) == sorted(
+      os.listdir(tmp_path / 'one' / 'checkpoints'))
+  assert sorted(os.listdir(logdir / 'export')) == ['discriminator', 'generator']
+  assert (logdir / 'samples.png').exists() and (logdir / 'config.json').exists()
+  assert os.listdir(tmp_path / 'tmp') == []
+
+
+@pytest.mark.parametrize('tf_config, message', [
+    (None, 'error: --strategy multi_worker needs the TF_CONFIG environment variable'),
+    ('{"cluster": ', 'error: TF_CONFIG is not JSON ('),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 1}}',
+     'error: TF_CONFIG: task index 1 is not in 0..0 of "worker"'),
+    ('{"cluster": {"worker": ["localhost:1"], "ps": ["localhost:2"]}, "task": {}}',
+     "error: TF_CONFIG: cluster jobs ['ps'] are not used by orca_gan"),
+])
+def test_cli_bad_tf_config_is_one_line_before_any_work(tf_config, message, record_dir,
+                                                      tmp_path, monkeypatch):
+  if tf_config is None:
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+  else:
+    monkeypatch.setenv('TF_CONFIG', tf_config)
+  result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path / 'run'),
+                   '--strategy', 'multi_worker')
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), (
+      result.stderr)
+  assert not (tmp_path / 'run').exists()
 
 
 def test_cli_trains_exports_and_resumes(record_dir, tmp_path):

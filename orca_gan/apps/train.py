@@ -1,5 +1,6 @@
 """bin/train: train the recurrent spectrogram GAN on make_tfrecords output."""
 
+import contextlib
 import os
 
 from orca_gan.apps import common  # Sets TensorFlow's log level; import first.
@@ -28,21 +29,35 @@ def main(argv):
     config = common.config_from_flags(trainers.TrainConfig)
   except trainers.TrainingError as e:
     raise configs.UsageError(str(e)) from None  # A bad flag value.
-  with fileio.lock_folder(config.logdir, '--logdir', 'train'):
+  task = trainers.worker_task(config.strategy)
+  # Only the chief writes to --logdir; the other workers write to folders of their own.
+  chief = task is None or task.is_chief
+  with (fileio.lock_folder(config.logdir, '--logdir', 'train') if chief
+        else contextlib.nullcontext()):
     trainer = trainers.GanTrainer(config)
-    print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
-          f'{config.logdir}', flush=True)
-    metrics = train_lib.train(trainer)
-    paths = export_lib.export_models(
-        trainer.generator, trainer.discriminator, trainer.model_config,
-        trainer.transform, config.resolved_export_dir,
-        extra_metadata={'step': trainer.current_step})
+    try:
+      if chief:
+        print(f'train: logs in {config.logdir}; watch with: tensorboard --logdir '
+              f'{config.logdir}', flush=True)
+      else:
+        print(f'train: {task.type} {task.index} of {task.num_workers} workers; the chief '
+              f'writes to {config.logdir}', flush=True)
+      metrics = train_lib.train(trainer)
+      paths = export_lib.export_models(
+          trainer.generator, trainer.discriminator, trainer.model_config,
+          trainer.transform, (config.resolved_export_dir if chief
+                              else os.path.join(trainer.write_dir, 'export')),
+          extra_metadata={'step': trainer.current_step})
+    finally:
+      trainer.close()
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
                                                        'd_fake') if k in metrics)
   samples = os.path.join(config.logdir, 'samples.png')
-  print(f'train: step {trainer.current_step}' + (f', {summary}' if summary else '') +
-        f'; exported {paths["generator"]} and {paths["discriminator"]}' +
-        (f'; samples in {samples}' if os.path.exists(samples) else ''), flush=True)
+  done = f'train: step {trainer.current_step}' + (f', {summary}' if summary else '')
+  if chief:
+    done += (f'; exported {paths["generator"]} and {paths["discriminator"]}' +
+             (f'; samples in {samples}' if os.path.exists(samples) else ''))
+  print(done, flush=True)
 
 
 def run():
