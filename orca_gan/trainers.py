@@ -120,6 +120,10 @@ class TrainConfig:
                            choices=tuple(losses.LOSSES))
   d_steps: int = configs.flag(1, 'Discriminator updates per generator update.')
   gp_weight: float = configs.flag(10.0, 'Gradient-penalty weight (wgan_gp).')
+  r1_weight: float = configs.flag(0.0,
+      'Zero-centred gradient penalty on real windows (R1, Mescheder et al. 2018): the '
+      'discriminator loss gains r1_weight / 2 x the mean squared norm of its gradient at '
+      'the real windows it sees; 0 = off. Not with --minibatch_stddev.')
   seed: int = configs.flag(0, 'Seed of latents, data order and initial weights.')
   augment: bool = configs.flag(False,
       'Differentiable augmentation (DiffAugment): every window the discriminator sees, '
@@ -164,6 +168,14 @@ class TrainConfig:
       if not getattr(self, name) > 0:
         raise TrainingError(f'--{name} must be positive, got {getattr(self, name)}')
     configs.check(self, TrainingError)
+    if self.r1_weight < 0:
+      raise TrainingError(f'--r1_weight must be at least 0, got {self.r1_weight}')
+    if self.r1_weight and self.loss == 'wgan_gp':
+      raise TrainingError('--r1_weight with --loss wgan_gp: the critic has its gradient '
+                          'penalty already (--gp_weight)')
+    if self.minibatch_stddev and self.r1_weight:
+      raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
+                          'per-window gradients of --r1_weight must not; use one of them')
     if self.minibatch_stddev and self.loss == 'wgan_gp':
       raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
                           "gradient penalty of --loss wgan_gp must not; use another loss")
@@ -552,6 +564,10 @@ class GanTrainer:
             lambda x: self.discriminator(x, d_real_state, training=True)[0],
             real, fake, penalty_weights)
         loss += self.config.gp_weight * penalty
+      if self.config.r1_weight:
+        penalty = losses.r1_penalty(
+            lambda x: self.discriminator(x, d_real_state, training=True)[0], real)
+        loss += self.config.r1_weight / 2 * penalty
       scaled = self._scaled(loss, self.d_optimizer)
     variables = self.discriminator.trainable_variables
     norm, applied = self._apply(self.d_optimizer,

@@ -139,6 +139,22 @@ def test_gradient_penalty_interpolates_per_sample():
   np.testing.assert_allclose(penalty.numpy(), np.mean((norms - 1.0)**2), rtol=1e-5)
 
 
+def test_r1_penalty_is_the_mean_squared_gradient_norm_at_real_data():
+  # critic(x) = sum(x^3) / 3 has gradient x^2: the penalty depends on each real row.
+  real, _, _ = _random_batch(6)
+  penalty = losses.r1_penalty(lambda x: tf.reduce_sum(x**3, axis=[1, 2, 3]) / 3, real)
+  expected = np.mean(np.sum(real.astype(np.float64)**4, axis=(1, 2, 3)))
+  assert penalty.shape == () and penalty.dtype == tf.float32
+  np.testing.assert_allclose(penalty.numpy(), expected, rtol=1e-5)
+  direction = tf.Variable(tf.fill([4, 4, 1], 0.5))
+  with tf.GradientTape() as tape:
+    penalty = losses.r1_penalty(lambda x: tf.reduce_sum(x * direction, axis=[1, 2, 3]),
+                                real)
+  # ||direction||^2 = 16 x 0.25 = 4 for every row; d/du ||u||^2 = 2u.
+  np.testing.assert_allclose(penalty.numpy(), 4.0, rtol=1e-6)
+  np.testing.assert_allclose(tape.gradient(penalty, direction).numpy(), 1.0, rtol=1e-6)
+
+
 def test_gradient_penalty_is_differentiable_wrt_critic_weights():
   direction = tf.Variable(tf.fill([4, 4, 1], 0.5))  # ||direction|| = 2
   with tf.GradientTape() as tape:

@@ -658,6 +658,24 @@ def test_augmented_training_runs_and_differs(record_dir, tmp_path):
   assert results[True]['d_real'] != results[False]['d_real']
 
 
+def test_r1_adds_half_its_weight_times_the_penalty_to_the_discriminator_loss(record_dir,
+                                                                            tmp_path):
+  # One step of one time step: both runs judge the same windows with the same weights,
+  # so their discriminator losses differ by the penalty term alone.
+  results = {}
+  for weight in (0.0, 30.0):
+    trainer = quiet_trainer(tiny_config(record_dir, tmp_path / str(weight), steps=1,
+                                        seq_len=1, r1_weight=weight, save_every=10))
+    results[weight] = train_lib.train(trainer)
+  without, with_r1 = results[0.0], results[30.0]
+  assert without['gradient_penalty'] == 0.0 and with_r1['gradient_penalty'] > 1e-4
+  assert with_r1['d_loss'] - without['d_loss'] == pytest.approx(
+      15.0 * with_r1['gradient_penalty'], rel=1e-4)
+  for flags in (dict(minibatch_stddev=True), dict(loss='wgan_gp')):
+    with pytest.raises(trainers.TrainingError, match='--r1_weight|--minibatch_stddev'):
+      tiny_config(record_dir, tmp_path / 'bad', r1_weight=1.0, **flags)
+
+
 @pytest.mark.parametrize('how', ['flip', 'truncate'])
 def test_damaged_shard_is_named(record_dir, tmp_path, how):
   shard = damaged_records(record_dir, str(tmp_path / 'records'), how)
