@@ -40,8 +40,9 @@ endif
 	@echo "demo: generated (top) next to real (bottom) sequences: $(RUN)/samples.png"
 	@echo "demo: TensorBoard: $(VENV)/bin/tensorboard --logdir $(RUN)"
 
+# On every core, at most 4 (about 5 minutes on 2 cores).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses=4
 
 # ruff (pyproject.toml) on everything, mypy on the package; CI runs this before the tests.
 lint: install
