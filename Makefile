@@ -44,7 +44,8 @@ endif
 test: install
 	$(PY) -m pytest -q -n auto --maxprocesses=4
 
-# ruff (pyproject.toml) on everything, mypy on the package; CI runs this before the tests.
+# ruff (pyproject.toml) on everything, mypy on the package and the benchmarks; CI runs
+# this before the tests.
 lint: install
 	$(VENV)/bin/ruff check orca_gan benchmarks tests bin
 	$(VENV)/bin/mypy

@@ -31,7 +31,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from orca_gan import synth  # noqa: E402 (found through REPO)
+from orca_gan import audio_io  # noqa: E402 (found through REPO)
+from orca_gan import synth  # noqa: E402
 
 from bench_util import run_app  # noqa: E402 (benchmarks/, the script's folder)
 
@@ -88,8 +89,9 @@ def write_probe_set(folder, num_scenes, duration_s, seed, sample_rate_hz=44100):
     for label, start_s in labelled_clips(audio, events, sample_rate_hz, rng):
       first = int(round(start_s * sample_rate_hz))
       name = f'scene{index:02d}_{start_s:07.2f}_{label}.wav'
-      synth.write_audio(os.path.join(folder, name),
-                        audio[first:first + int(CLIP_S * sample_rate_hz)], sample_rate_hz)
+      audio_io.write_audio(os.path.join(folder, name),
+                           audio[first:first + int(CLIP_S * sample_rate_hz)],
+                           sample_rate_hz)
       rows.append((name, label))
   with open(os.path.join(folder, 'labels.csv'), 'w', newline='') as f:
     writer = csv.writer(f)

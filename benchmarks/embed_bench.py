@@ -51,6 +51,7 @@ def best_of(repeats: int, argv_for, work: str, name: str, check=None) -> dict:
     peak = max(peak, result['peak_rss_mb'])
     if best is None or result['wall_s'] < best['wall_s']:
       best = result
+  assert best is not None
   best['peak_rss_mb'] = peak
   return best
 
@@ -163,8 +164,8 @@ def main() -> None:
     for name in names:
       results[name].pop('stdout', None)
       results[name]['stderr'] = results[name]['stderr'][-2000:]
-    with open(args.json_out, 'w') as f:
-      json.dump(results, f, indent=1)
+    with open(args.json_out, 'w') as out:
+      json.dump(results, out, indent=1)
 
 
 if __name__ == '__main__':

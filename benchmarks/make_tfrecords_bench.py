@@ -119,6 +119,7 @@ def run_orca(inputs: str, work: str, name: str, num_workers: int, repeats: int,
     peak = max(peak, result['peak_rss_mb'])
     if best is None or result['wall_s'] < best['wall_s']:
       best = result
+  assert best is not None
   best['peak_rss_mb'] = peak
   best['rtf'] = best['audio_s'] / best['wall_s']
   best['repeats'] = repeats

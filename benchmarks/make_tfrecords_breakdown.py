@@ -35,13 +35,13 @@ def _measure(fn, repeats: int):
   return min(walls), min(cpus)
 
 
-def main(path: str, repeats: str) -> None:
+def main(path: str, repeats_text: str) -> None:
   """Times the parts of converting one file in one thread; prints one JSON line.
 
   Every part is run `repeats` times; the least wall and the least process CPU time are
   kept (other processes on a shared machine only ever add to both).
   """
-  repeats = int(repeats)
+  repeats = int(repeats_text)
   t0 = time.monotonic()
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   import tensorflow as tf
@@ -81,7 +81,7 @@ def main(path: str, repeats: str) -> None:
       lo, hi = max(lo, 0), min(hi, info.num_samples)
       core_ops.io_audio_readable_read(resource, lo, hi, dtype=info.dtype).numpy()
 
-  segments = []
+  segments: list = []
 
   def decode_pipeline():
     # As convert_file does it: tf.data pipeline, float mono, padded segments.
@@ -120,7 +120,7 @@ def main(path: str, repeats: str) -> None:
 
   record('spectrogram_gather_rfft', gather_rfft_all)
 
-  converted = []
+  converted: list = []
   record('convert_file',
          lambda: converted.__setitem__(slice(None),
                                        [prepare_tfrecords.convert_file(path, config)]))

@@ -39,7 +39,7 @@ sys.path.insert(0, REPO)
 
 DISPATCH = dict(batch_size=4, seq_len=12, z_dim=8, g_lstm_units=8, d_lstm_units=8,
                 gf_dim=8, df_dim=8)
-DEMO = {}  # bin/train's defaults.
+DEMO: dict = {}  # bin/train's defaults.
 
 
 def _run(python, env, *args):
