@@ -8,8 +8,8 @@ file ids, window indices, start times and shards.
    decodes and transforms the file; its stored windows go to a part file in the
    staging folder `<output_dir>/.beam-parts`, renamed into place when whole, and a
    small record of the outcome (its manifest entry, or why it was skipped) beside it.
-   A file whose part exists already (from a run that crashed later) is not converted
-   again.
+   A file whose part exists already (from a run that crashed later), and whose size
+   and modification time have not changed since, is not converted again.
 2. Plan (once, when every file is done): file ids follow the input order, and files
    are packed into shards as the local converter packs them (a shard is closed once it
    holds `windows_per_shard` windows; a file never straddles two shards).
@@ -108,18 +108,25 @@ def _convert(item, job: _Job) -> dict:
   """Step 1: (input index, path) -> the file's outcome, its windows in a part file."""
   index, path = item
   outcome_path = job.part(path, '.json')
-  if os.path.exists(outcome_path):  # Converted by a run that crashed later.
+  try:
+    status = os.stat(path)
+    stamp = [status.st_size, status.st_mtime_ns]
+  except OSError:
+    stamp = None  # convert_file says why.
+  if os.path.exists(outcome_path):  # Converted by a run that crashed later...
     with open(outcome_path) as f:
-      return dict(json.load(f), index=index)
+      outcome = json.load(f)
+    if outcome.get('stamp') == stamp:  # ...from the file as it is now.
+      return dict(outcome, index=index)
   try:
     converted = prepare_tfrecords.convert_file(path, job.config)
   except audio_io.AudioError as e:
-    outcome = {'path': path, 'reason': str(e)}
+    outcome = {'path': path, 'reason': str(e), 'stamp': stamp}
   else:
     with fileio.atomic_path(job.part(path, '.npy')) as temporary:
       with open(temporary, 'xb') as f:
         np.save(f, converted.stored)
-    outcome = {'path': path, 'entry': prepare_tfrecords.file_entry(
+    outcome = {'path': path, 'stamp': stamp, 'entry': prepare_tfrecords.file_entry(
         converted.info, len(converted.stored), converted.padded, -1, '', 0)}
   fileio.write_json_atomic(outcome_path, outcome)
   return dict(outcome, index=index)

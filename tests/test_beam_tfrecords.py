@@ -104,8 +104,11 @@ def test_a_rerun_after_a_crash_converts_only_what_is_missing(inputs, tmp_path,
   monkeypatch.setattr(prepare_tfrecords, 'convert_file',
                       lambda path, config: converted.append(path) or convert_file(path,
                                                                                   config))
+  # A file changed since the crash is converted again; the others are not.
+  changed = os.path.join(inputs[0], 'rec1.wav')
+  os.utime(changed, ns=(0, 0))
   summary = in_memory(out, inputs[:1], config)
-  assert converted == []
+  assert converted == [changed]
   assert (summary.converted, summary.skipped) == (3, 5)
   assert folder_contents(out) == (expected_files, expected_manifest)
   assert not os.path.exists(out / prepare_tfrecords.BEAM_PARTS)
