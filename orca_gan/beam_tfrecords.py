@@ -217,20 +217,8 @@ def make_tfrecords(inputs, output_dir: str, config: prepare_tfrecords.PrepareCon
     raise UsageError(f'--output_dir {output_dir}: --runner needs a folder path that '
                      'every worker mounts (e.g. NFS or a FUSE-mounted bucket)')
   beam = import_beam()
-  paths = audio_io.expand_inputs(inputs)
-  if not paths:
-    raise UsageError('--input: no audio files (.wav, .flac, .ogg, .mp3) found')
-  prepare_tfrecords.check_output_dir(output_dir)
-  with fileio.lock_folder(output_dir, '--output_dir', 'make_tfrecords'):
-    manifest = prepare_tfrecords.load_or_start_manifest(output_dir, config)
-    prepare_tfrecords.remove_leftovers(output_dir, manifest, log, keep_parts=True)
-    done = {f['path'] for f in manifest['files']}
-    todo = [p for p in paths if p not in done]
-    summary = prepare_tfrecords.RunSummary(output_dir=output_dir,
-                                           already_done=len(paths) - len(todo))
-    if summary.already_done:
-      log(f'{summary.already_done} of {len(paths)} files already converted in '
-          f'{output_dir}; continuing with the other {len(todo)}')
+  with prepare_tfrecords.continuing(inputs, output_dir, config, log,
+                                    keep_parts=True) as (manifest, todo, summary):
     if todo:
       os.makedirs(os.path.join(output_dir, prepare_tfrecords.BEAM_PARTS), exist_ok=True)
       job = _Job(output_dir=os.path.abspath(output_dir), config=config)

@@ -520,8 +520,7 @@ def evaluate(config: EvaluateConfig, log=print) -> dict:
   # Both files are rendered in memory first: a failure up to here leaves no output.
   png = io.BytesIO()
   plotting.evaluation_report(png, result, arrays, generated[:_SHOWN_SEQUENCES], shown,
-                             transform,
-                title=f'{config.model} vs {config.tfrecords}')
+                             transform, title=f'{config.model} vs {config.tfrecords}')
   contents = {'metrics.json': (json.dumps(result, indent=1) + '\n').encode('utf-8'),
               'report.png': png.getvalue()}
   try:

@@ -406,25 +406,45 @@ def make_tfrecords(inputs, output_dir: str, config: PrepareConfig | None = None,
   """
   start = time.monotonic()
   config = config or PrepareConfig()
+  with continuing(inputs, output_dir, config, log) as (manifest, todo, summary):
+    _convert(todo, output_dir, manifest, summary, config, log, progress_every_s)
+  summary.wall_s = time.monotonic() - start
+  return summary
+
+
+@contextlib.contextmanager
+def continuing(inputs, output_dir: str, config: PrepareConfig, log,
+               keep_parts: bool = False):
+  """What every converter (this one, `beam_tfrecords`) does before converting.
+
+  Resolves the inputs, checks and locks `output_dir`, loads the manifest to continue
+  (or starts one) and removes what an interrupted run left (`remove_leftovers`), then
+  yields `(manifest, todo, summary)`: the files not yet converted, in input order, and
+  the run's summary so far. The folder stays locked until the block ends.
+
+  Raises:
+    UsageError: When the arguments make the run impossible (before any work).
+    audio_io.InputError: When an input names nothing.
+  """
   paths = audio_io.expand_inputs(inputs)
   if not paths:
     raise UsageError('--input: no audio files (.wav, .flac, .ogg, .mp3) found')
   check_output_dir(output_dir)
   with fileio.lock_folder(output_dir, '--output_dir', 'make_tfrecords'):
-    return _convert(paths, output_dir, config, log, progress_every_s, start)
+    manifest = load_or_start_manifest(output_dir, config)
+    remove_leftovers(output_dir, manifest, log, keep_parts)
+    done = {f['path'] for f in manifest['files']}
+    todo = [p for p in paths if p not in done]
+    summary = RunSummary(output_dir=output_dir, already_done=len(paths) - len(todo))
+    if summary.already_done:
+      log(f'{summary.already_done} of {len(paths)} files already converted in '
+          f'{output_dir}; continuing with the other {len(todo)}')
+    yield manifest, todo, summary
 
 
-def _convert(paths, output_dir: str, config: PrepareConfig, log, progress_every_s: float,
-             start: float) -> RunSummary:
-  """`make_tfrecords` once the output folder is locked."""
-  manifest = load_or_start_manifest(output_dir, config)
-  remove_leftovers(output_dir, manifest, log)
-  done = {f['path'] for f in manifest['files']}
-  todo = [p for p in paths if p not in done]
-  summary = RunSummary(output_dir=output_dir, already_done=len(paths) - len(todo))
-  if summary.already_done:
-    log(f'{summary.already_done} of {len(paths)} files already converted in '
-        f'{output_dir}; continuing with the other {len(todo)}')
+def _convert(todo, output_dir: str, manifest: dict, summary: RunSummary,
+             config: PrepareConfig, log, progress_every_s: float) -> None:
+  """Converts the files `todo` into `manifest`'s folder, once it is locked."""
   skipped = {s['path']: s for s in manifest['skipped']}
   progress = workers.Progress(len(todo), sum(workers.file_size(p) for p in todo), log,
                               progress_every_s)
@@ -458,7 +478,5 @@ def _convert(paths, output_dir: str, config: PrepareConfig, log, progress_every_
     manifest['skipped'] = sorted(skipped.values(), key=lambda s: s['path'])
     write_manifest(output_dir, manifest)
   summary.shards = writer.committed
-  summary.wall_s = time.monotonic() - start
   if todo:
     progress.report()
-  return summary

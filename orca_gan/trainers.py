@@ -558,15 +558,16 @@ class GanTrainer:
                                                           training=True)
       loss = self.discriminator_loss(real_logits, fake_logits)
       penalty = tf.constant(0.0)
+
+      def in_real_context(x):
+        """Logits of `x` judged in the context of the real stream (the penalties')."""
+        return self.discriminator(x, d_real_state, training=True)[0]
+
       if self.config.loss == 'wgan_gp':
-        # The interpolates are judged in the context of the real stream.
-        penalty = losses.gradient_penalty(
-            lambda x: self.discriminator(x, d_real_state, training=True)[0],
-            real, fake, penalty_weights)
+        penalty = losses.gradient_penalty(in_real_context, real, fake, penalty_weights)
         loss += self.config.gp_weight * penalty
       if self.config.r1_weight:
-        penalty = losses.r1_penalty(
-            lambda x: self.discriminator(x, d_real_state, training=True)[0], real)
+        penalty = losses.r1_penalty(in_real_context, real)
         loss += self.config.r1_weight / 2 * penalty
       scaled = self._scaled(loss, self.d_optimizer)
     variables = self.discriminator.trainable_variables
