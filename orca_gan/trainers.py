@@ -124,11 +124,19 @@ class TrainConfig:
       'Zero-centred gradient penalty on real windows (R1, Mescheder et al. 2018): the '
       'discriminator loss gains r1_weight / 2 x the mean squared norm of its gradient at '
       'the real windows it sees; 0 = off. Not with --minibatch_stddev.')
+  g_ema: float = configs.flag(0.0,
+      'Decay of an exponential moving average of the generator weights, updated every '
+      'step (e.g. 0.999, Karras et al. 2018); samples.png and the export use the '
+      'average, training goes on from the raw weights. 0 = off.')
   seed: int = configs.flag(0, 'Seed of latents, data order and initial weights.')
   augment: bool = configs.flag(False,
       'Differentiable augmentation (DiffAugment): every window the discriminator sees, '
       'real or generated, is rolled in time by a random amount and made up to 5 dB '
       'louder or quieter (for small corpora).')
+  augment_p: float = configs.flag(1.0,
+      'With --augment: the chance that a window is augmented, drawn per window. Below '
+      'about 0.8 the generator cannot leave to the augmentation what it should vary '
+      'itself, such as where in the window a call sits (Karras et al. 2020).')
   shuffle_buffer: int = configs.flag(256,
       'Sequences in the shuffle buffer (memory: this x seq_len windows, also saved in '
       'every checkpoint).')
@@ -170,6 +178,12 @@ class TrainConfig:
     configs.check(self, TrainingError)
     if self.r1_weight < 0:
       raise TrainingError(f'--r1_weight must be at least 0, got {self.r1_weight}')
+    if not 0.0 < self.augment_p <= 1.0:
+      raise TrainingError(f'--augment_p must be in (0, 1], got {self.augment_p}')
+    if not 0.0 <= self.g_ema < 1.0:
+      raise TrainingError(f'--g_ema must be in [0, 1), got {self.g_ema}')
+    if self.augment_p != 1.0 and not self.augment:
+      raise TrainingError('--augment_p is the chance of --augment, which is off')
     if self.r1_weight and self.loss == 'wgan_gp':
       raise TrainingError('--r1_weight with --loss wgan_gp: the critic has its gradient '
                           'penalty already (--gp_weight)')
@@ -372,6 +386,12 @@ class GanTrainer:
       self._count = tf.Variable(0.0, trainable=False)
       self._bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
       self._bad_values = tf.Variable(tf.zeros([len(_CHECKED)]), trainable=False)
+      # Built last: the other models' initial weights do not depend on it.
+      self.generator_ema = None
+      if config.g_ema:
+        self.generator_ema = models.Generator(self.model_config, name='generator_ema')
+        self.generator_ema(tf.zeros([1, mc.z_dim]), self.generator_ema.initial_state(1))
+        self._reset_generator_ema()
 
     # The global batch, read on the host inside the step; each replica takes its
     # slice. A plain iterator (unlike a distributed one) can be checkpointed.
@@ -380,11 +400,14 @@ class GanTrainer:
         shuffle_buffer=config.shuffle_buffer, cycle_length=config.interleave_cycle,
         manifest=self.manifest, dequantize=False)
     self.iterator = iter(self.dataset)
-    self.checkpoint = tf.train.Checkpoint(
+    self._checkpointed = dict(
         step=self.step, seed=self.seed, skipped_updates=self.skipped_updates,
         generator=self.generator, discriminator=self.discriminator,
         g_optimizer=self.g_optimizer, d_optimizer=self.d_optimizer,
         data=self.iterator)
+    if self.generator_ema is not None:
+      self._checkpointed['generator_ema'] = self.generator_ema
+    self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
     self.write_dir = (config.logdir if self.is_chief
                       else tempfile.mkdtemp(prefix='orca_gan-worker-'))
     self.manager = tf.train.CheckpointManager(
@@ -414,6 +437,16 @@ class GanTrainer:
                'inside; TensorFlow does not compile that here)')
       return False
     return use_xla(setting)
+
+  @property
+  def generator_for_use(self) -> models.Generator:
+    """The generator that samples and exports: the average of --g_ema, if on."""
+    return self.generator if self.generator_ema is None else self.generator_ema
+
+  def _reset_generator_ema(self) -> None:
+    """Starts the average at the generator's current weights."""
+    for average, value in zip(self.generator_ema.weights, self.generator.weights):
+      average.assign(value)
 
   @property
   def current_step(self) -> int:
@@ -506,6 +539,12 @@ class GanTrainer:
       noise['gain'] = tf.random.stateless_uniform(
           shape, tf.random.experimental.stateless_fold_in(seed, 1), -_AUGMENT_GAIN,
           _AUGMENT_GAIN, alg=models.RNG_ALGORITHM)
+      # A window left as it is gets no shift and no gain.
+      kept = tf.random.stateless_uniform(
+          shape, tf.random.experimental.stateless_fold_in(seed, 2),
+          alg=models.RNG_ALGORITHM) >= config.augment_p
+      noise['shift'] = tf.where(kept, 0, noise['shift'])
+      noise['gain'] = tf.where(kept, 0.0, noise['gain'])
     return noise
 
   def _replica_slice(self, global_value, axis=0):
@@ -684,6 +723,12 @@ class GanTrainer:
                                  tf.logical_not(tf.reduce_all(tf.math.is_finite(checked))))
       self._bad_step.assign(tf.where(first_bad, self.step + 1, self._bad_step))
       self._bad_values.assign(tf.where(first_bad, checked, self._bad_values))
+      if self.generator_ema is not None:
+        # Every weight, batch-norm statistics included, so that the average generator
+        # normalises with statistics of its own time.
+        decay = self.config.g_ema
+        for average, value in zip(self.generator_ema.weights, self.generator.weights):
+          average.assign(decay * average + (1.0 - decay) * value)
       self.step.assign_add(1)
 
   def run(self, num_steps: int = 1) -> None:
@@ -728,17 +773,24 @@ class GanTrainer:
     candidates = _checkpoints_newest_first(self.chief_manager)
     for path in candidates:
       try:
-        checkpoint = self.checkpoint
-        if not _has_input_position(path):
+        objects, notes = dict(self._checkpointed), []
+        if not _holds(path, 'data/'):
           # Written before the input position was saved: the rest resumes exactly,
           # the data order starts afresh.
-          checkpoint = tf.train.Checkpoint(
-              step=self.step, seed=self.seed, generator=self.generator,
-              discriminator=self.discriminator, g_optimizer=self.g_optimizer,
-              d_optimizer=self.d_optimizer)
-          self.log(f'checkpoint {path} holds no input position (an older orca_gan '
-                   'wrote it): the data order starts afresh')
+          del objects['data'], objects['skipped_updates']
+          notes.append(f'checkpoint {path} holds no input position (an older orca_gan '
+                       'wrote it): the data order starts afresh')
+        if 'generator_ema' in objects and not _holds(path, 'generator_ema/'):
+          del objects['generator_ema']
+          notes.append(f'checkpoint {path} holds no generator average (--g_ema was '
+                       'off): it starts from the restored generator')
+        checkpoint = (self.checkpoint if len(objects) == len(self._checkpointed)
+                      else tf.train.Checkpoint(**objects))
         checkpoint.restore(path).assert_existing_objects_matched()
+        if self.generator_ema is not None and 'generator_ema' not in objects:
+          self._reset_generator_ema()
+        for note in notes:
+          self.log(note)
       # A damaged checkpoint surfaces as many exception types (DataLossError,
       # IndexError "Read less bytes than requested", AssertionError, ...).
       except Exception as e:
@@ -785,7 +837,7 @@ class GanTrainer:
     n = int(real_seq.shape[0])
     z = models.sample_latents(tf.constant([self.config.seed, -1], tf.int64), n,
                               self.config.seq_len, self.model_config)
-    generated, _ = models.generate_sequence(self.generator, z)
+    generated, _ = models.generate_sequence(self.generator_for_use, z)
     return image_grid(generated, real_seq)
 
 
@@ -842,11 +894,11 @@ def _checkpoints_newest_first(manager: tf.train.CheckpointManager) -> list:
   return [found[n] for n in sorted(found, reverse=True)]
 
 
-def _has_input_position(path: str) -> bool:
-  """Whether a checkpoint holds the data iterator (unreadable ones count as yes, so
-  that the full restore reports them)."""
+def _holds(path: str, prefix: str) -> bool:
+  """Whether a checkpoint holds objects under `prefix` (unreadable ones count as yes,
+  so that the full restore reports them)."""
   try:
-    return any(name.startswith('data/') for name, _ in tf.train.list_variables(path))
+    return any(name.startswith(prefix) for name, _ in tf.train.list_variables(path))
   except Exception:
     return True
 

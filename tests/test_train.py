@@ -74,7 +74,8 @@ def quiet_trainer(config):
 def weights(trainer):
   """Every variable of both models and both optimizers, by position."""
   objects = (trainer.generator.weights + trainer.discriminator.weights +
-             trainer.g_optimizer.variables + trainer.d_optimizer.variables)
+             trainer.g_optimizer.variables + trainer.d_optimizer.variables +
+             (trainer.generator_ema.weights if trainer.generator_ema else []))
   return [(v.path, v.numpy()) for v in objects]
 
 
@@ -385,6 +386,8 @@ if config.mixed_precision:
   trainer.g_optimizer.dynamic_scale.assign(2.0**60)
 metrics = train_lib.train(trainer)
 variables = trainer.generator.weights + trainer.discriminator.weights
+if trainer.generator_ema is not None:
+  variables += trainer.generator_ema.weights
 # Every replica's copy must hold the same value.
 copies = {v.path: getattr(v.value, 'values', (v.value,)) for v in variables}
 assert trainer.strategy.num_replicas_in_sync == 1 or all(
@@ -409,7 +412,7 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
   results = {}
   for strategy in ('default', 'mirrored'):
     config = tiny_config(record_dir, tmp_path / strategy, steps=2, strategy=strategy,
-                         summary_every=2)
+                         summary_every=2, g_ema=0.5)
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
@@ -482,7 +485,7 @@ def test_two_workers_compute_what_one_process_computes_and_resume(record_dir, tm
   flags = ['--tfrecords', record_dir, '--batch_size', '4', '--seq_len', '2', '--z_dim',
            '8', '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16',
            '--df_dim', '8', '--save_every', '2', '--summary_every', '1', '--image_every',
-           '2']
+           '2', '--g_ema', '0.5']
   first = _train_workers([*flags, '--logdir', str(logdir), '--steps', '2'], tmp_path)
   assert 'worker 1 of 2 workers' in first[1]
   # Both restarted: they resume from the chief's checkpoint.
@@ -656,6 +659,78 @@ def test_augmented_training_runs_and_differs(record_dir, tmp_path):
     results[flag] = train_lib.train(trainer)
   assert all(np.isfinite(v) for v in results[True].values())
   assert results[True]['d_real'] != results[False]['d_real']
+
+
+def test_augment_p_leaves_that_share_of_windows_as_they_are(record_dir, tmp_path):
+  kept = {}
+  for p in (1.0, 0.3):
+    trainer = quiet_trainer(tiny_config(record_dir, tmp_path / str(p), steps=1,
+                                        batch_size=50, augment=True, augment_p=p))
+    noise = trainer._noise()
+    gain, shift = noise['gain'].numpy(), noise['shift'].numpy()
+    assert np.all(shift[gain == 0] == 0)       # Nor is a window left as it is shifted.
+    kept[p] = (gain == 0).mean()
+  assert kept[1.0] == 0.0
+  assert kept[0.3] == pytest.approx(0.7, abs=0.05)      # Of 600 windows.
+  for p, flags in ((0.0, dict(augment=True)), (1.5, dict(augment=True)),
+                   (0.5, dict(augment=False))):
+    with pytest.raises(trainers.TrainingError, match='--augment_p'):
+      tiny_config(record_dir, tmp_path / 'bad', augment_p=p, **flags)
+
+
+def test_generator_average_steps_resumes_and_is_what_samples(record_dir, tmp_path):
+  config = dict(steps=1, g_ema=0.25, save_every=1, summary_every=1, image_every=1)
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path / 'run', **config))
+  before = [w.numpy() for w in trainer.generator.weights]
+  train_lib.train(trainer)
+  after = [w.numpy() for w in trainer.generator.weights]
+  for average, old, new in zip(trainer.generator_ema.weights, before, after):
+    np.testing.assert_allclose(average.numpy(), 0.25 * old + 0.75 * new, rtol=1e-6,
+                               atol=1e-7, err_msg=average.path)
+  assert trainer.generator_for_use is trainer.generator_ema
+  assert not np.allclose(before[0], after[0])
+
+  # Resumed from step 1 to 3, the average is bit-equal to an uninterrupted run's.
+  resumed = quiet_trainer(tiny_config(record_dir, tmp_path / 'run', **dict(config,
+                                                                           steps=3)))
+  train_lib.train(resumed)
+  straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight',
+                                       **dict(config, steps=3)))
+  train_lib.train(straight)
+  assert_same_weights(weights(resumed), weights(straight))
+
+  # Switched on when resuming a run without it: it starts at the restored generator.
+  plain = tmp_path / 'plain'
+  train_lib.train(quiet_trainer(tiny_config(record_dir, plain, steps=1)))
+  lines = []
+  later = trainers.GanTrainer(tiny_config(record_dir, plain, steps=2, g_ema=0.5),
+                              log=lines.append)
+  later.restore()
+  assert any("holds no generator average" in line for line in lines), lines
+  for average, value in zip(later.generator_ema.weights, later.generator.weights):
+    np.testing.assert_array_equal(average.numpy(), value.numpy())
+  for bad in (-0.1, 1.0):
+    with pytest.raises(trainers.TrainingError, match='--g_ema'):
+      tiny_config(record_dir, tmp_path / 'bad', g_ema=bad)
+
+
+def test_cli_exports_the_generator_average(record_dir, tmp_path):
+  from orca_gan import export_lib
+  result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
+                   '--steps', '2', '--batch_size', '4', '--seq_len', '3', '--z_dim', '8',
+                   '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '32',
+                   '--df_dim', '8', '--g_ema', '0.5')
+  assert result.returncode == 0, result.stderr[-2000:]
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, g_ema=0.5))
+  trainer.restore()
+  assert trainer.current_step == 2
+  z = models.sample_latents(tf.constant([3, 4]), 2, 3, trainer.model_config)
+  exported = export_lib.load(str(tmp_path / 'export' / 'generator'), 'generator')
+  got = exported.signatures['serving_default'](z=z)['images'].numpy()
+  average, _ = models.generate_sequence(trainer.generator_ema, z)
+  raw, _ = models.generate_sequence(trainer.generator, z)
+  np.testing.assert_allclose(got, average.numpy(), atol=1e-5)
+  assert np.abs(got - raw.numpy()).max() > 1e-3
 
 
 def test_r1_adds_half_its_weight_times_the_penalty_to_the_discriminator_loss(record_dir,

@@ -44,7 +44,7 @@ def main(argv):
               f'writes to {config.logdir}', flush=True)
       metrics = train_lib.train(trainer)
       paths = export_lib.export_models(
-          trainer.generator, trainer.discriminator, trainer.model_config,
+          trainer.generator_for_use, trainer.discriminator, trainer.model_config,
           trainer.transform, (config.resolved_export_dir if chief
                               else os.path.join(trainer.write_dir, 'export')),
           extra_metadata={'step': trainer.current_step})
