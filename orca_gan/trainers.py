@@ -445,6 +445,7 @@ class GanTrainer:
 
   def _reset_generator_ema(self) -> None:
     """Starts the average at the generator's current weights."""
+    assert self.generator_ema is not None
     for average, value in zip(self.generator_ema.weights, self.generator.weights):
       average.assign(value)
 
