@@ -730,6 +730,8 @@ def test_cli_exports_the_generator_average(record_dir, tmp_path):
   average, _ = models.generate_sequence(trainer.generator_ema, z)
   raw, _ = models.generate_sequence(trainer.generator, z)
   np.testing.assert_allclose(got, average.numpy(), atol=1e-5)
+  assert export_lib.read_metadata(str(tmp_path / 'export' / 'generator'))[
+      'generator_ema'] == 0.5
   assert np.abs(got - raw.numpy()).max() > 1e-3
 
 

@@ -47,7 +47,9 @@ def main(argv):
           trainer.generator_for_use, trainer.discriminator, trainer.model_config,
           trainer.transform, (config.resolved_export_dir if chief
                               else os.path.join(trainer.write_dir, 'export')),
-          extra_metadata={'step': trainer.current_step})
+          extra_metadata={'step': trainer.current_step,
+                          # 0: the raw generator weights; else the decay of their average.
+                          'generator_ema': config.g_ema})
     finally:
       trainer.close()
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
