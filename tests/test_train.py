@@ -583,7 +583,8 @@ def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
                    '--df_dim', '8')
   assert result.returncode == 0, result.stderr[-2000:]
   saved = json.loads((tmp_path / 'config.json').read_text())
-  assert saved['train']['augment'] is True and saved['train']['d_lr'] == 4e-4
+  assert saved['train']['d_lr'] == 4e-4 and saved['train']['r1_weight'] == 0.2
+  assert saved['train']['g_ema'] == 0.995 and saved['train']['augment'] is False
 
 
 def test_cli_mixed_precision_runs(record_dir, tmp_path):
