@@ -126,8 +126,8 @@ class TrainConfig:
       'the real windows it sees; 0 = off. Not with --minibatch_stddev.')
   g_ema: float = configs.flag(0.0,
       'Decay of an exponential moving average of the generator weights, updated every '
-      'step (e.g. 0.999, Karras et al. 2018); samples.png and the export use the '
-      'average, training goes on from the raw weights. 0 = off.')
+      'step (e.g. 0.995 as configs/cpu.flags; Karras et al. 2018); samples.png and the '
+      'export use the average, training goes on from the raw weights. 0 = off.')
   seed: int = configs.flag(0, 'Seed of latents, data order and initial weights.')
   augment: bool = configs.flag(False,
       'Differentiable augmentation (DiffAugment): every window the discriminator sees, '
