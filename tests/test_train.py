@@ -75,7 +75,7 @@ def weights(trainer):
   """Every variable of both models and both optimizers, by position."""
   objects = (trainer.generator.weights + trainer.discriminator.weights +
              trainer.g_optimizer.variables + trainer.d_optimizer.variables +
-             (trainer.generator_ema.weights if trainer.generator_ema else []))
+             ([] if trainer.generator_ema is None else trainer.generator_ema.weights))
   return [(v.path, v.numpy()) for v in objects]
 
 
@@ -679,7 +679,7 @@ def test_augment_p_leaves_that_share_of_windows_as_they_are(record_dir, tmp_path
       tiny_config(record_dir, tmp_path / 'bad', augment_p=p, **flags)
 
 
-def test_generator_average_steps_resumes_and_is_what_samples(record_dir, tmp_path):
+def test_generator_average_steps_resumes_and_is_the_one_used(record_dir, tmp_path):
   config = dict(steps=1, g_ema=0.25, save_every=1, summary_every=1, image_every=1)
   trainer = quiet_trainer(tiny_config(record_dir, tmp_path / 'run', **config))
   before = [w.numpy() for w in trainer.generator.weights]
