@@ -775,13 +775,15 @@ class GanTrainer:
     for path in candidates:
       try:
         objects, notes = dict(self._checkpointed), []
-        if not _holds(path, 'data/'):
+        held = _top_level_objects(path)  # None: unreadable, the restore says why.
+        missing = set() if held is None else set(objects) - held
+        if 'data' in missing:
           # Written before the input position was saved: the rest resumes exactly,
           # the data order starts afresh.
           del objects['data'], objects['skipped_updates']
           notes.append(f'checkpoint {path} holds no input position (an older orca_gan '
                        'wrote it): the data order starts afresh')
-        if 'generator_ema' in objects and not _holds(path, 'generator_ema/'):
+        if 'generator_ema' in missing:
           del objects['generator_ema']
           notes.append(f'checkpoint {path} holds no generator average (--g_ema was '
                        'off): it starts from the restored generator')
@@ -895,13 +897,13 @@ def _checkpoints_newest_first(manager: tf.train.CheckpointManager) -> list:
   return [found[n] for n in sorted(found, reverse=True)]
 
 
-def _holds(path: str, prefix: str) -> bool:
-  """Whether a checkpoint holds objects under `prefix` (unreadable ones count as yes,
-  so that the full restore reports them)."""
+def _top_level_objects(path: str) -> set | None:
+  """Names of the objects a checkpoint holds at its top ('data', 'generator_ema', ...),
+  from one read of its index; None if it is unreadable (the full restore reports it)."""
   try:
-    return any(name.startswith(prefix) for name, _ in tf.train.list_variables(path))
+    return {name.split('/', 1)[0] for name, _ in tf.train.list_variables(path)}
   except Exception:
-    return True
+    return None
 
 
 def image_grid(generated, real) -> tf.Tensor:
