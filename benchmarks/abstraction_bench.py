@@ -9,11 +9,12 @@ another kind plays (centred on the event), and clips of sea noise alone, labelle
   orca (whistle, pulsed call or click train), boat, speech, sea_noise.
 
 It trains bin/train (`--train_flags`; default the recommended CPU recipe,
-configs/cpu.flags) on the training scenes to `--steps`, exporting at `--checkpoints`,
-exports the same architecture untrained, and runs bin/probe --labels_csv on the clips
-for every export: leave-one-file-out k-NN accuracy, one-vs-rest AUC per kind (orca vs
-rest among them) and the linear probe, for every embedding the discriminator offers,
-next to the spectrogram baselines computed from the same windows.
+configs/cpu.flags) on the training scenes, exporting at every step of `--checkpoints`
+(training stops at the last), exports the same architecture untrained, and runs
+bin/probe --labels_csv on the clips for every export: leave-one-file-out k-NN
+accuracy, one-vs-rest AUC per kind (orca vs rest among them) and the linear probe, for
+every embedding the discriminator offers, next to the spectrogram baselines computed
+from the same windows.
 
   .venv/bin/python benchmarks/abstraction_bench.py                  # about 12 minutes
 """
@@ -25,7 +26,6 @@ import os
 import shlex
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from orca_gan import audio_io  # noqa: E402 (found through REPO)
 from orca_gan import synth  # noqa: E402
 
 from bench_util import run_app  # noqa: E402 (benchmarks/, the script's folder)
+from bench_util import train_with_exports  # noqa: E402
 
 CLIP_S = 3.0
 LABELS = {'whistle': 'orca', 'pulsed_call': 'orca', 'clicks': 'orca', 'boat': 'boat',
@@ -108,8 +109,9 @@ def main():
   parser.add_argument('--train_scenes', type=int, default=8)
   parser.add_argument('--probe_scenes', type=int, default=6)
   parser.add_argument('--scene_s', type=float, default=120.0)
-  parser.add_argument('--steps', type=int, default=1200)
-  parser.add_argument('--checkpoints', default='400,1200')
+  parser.add_argument('--checkpoints', default='400,1200',
+                      help='Steps at which the model is exported and probed; training '
+                      'stops at the last.')
   parser.add_argument('--train_flags',
                       default=f'--flagfile {os.path.join(REPO, "configs", "cpu.flags")}')
   parser.add_argument('--seed', type=int, default=0)
@@ -129,18 +131,9 @@ def main():
         f'probe clips {counts}', flush=True)
   records = os.path.join(work, 'records')
   run_app('make_tfrecords', '--input', scenes, '--output_dir', records, env=env)
-  train = ['--tfrecords', records, '--logdir', os.path.join(work, 'run'), '--seed',
-           str(args.seed), *shlex.split(args.train_flags)]
-  run_app('train', *train, '--steps', '0', '--logdir', os.path.join(work, 'untrained'),
-       env=env)
-  exports = {'untrained': os.path.join(work, 'untrained', 'export')}
-  start = time.monotonic()
-  for step in checkpoints:
-    export = os.path.join(work, f'export_{step}')
-    run_app('train', *train, '--steps', str(step), '--export_dir', export, env=env)
-    exports[f'step {step}'] = export
-    print(f'abstraction_bench: trained to step {step} '
-          f'({(time.monotonic() - start) / 60:.1f} min)', flush=True)
+  exports, _ = train_with_exports(
+      ['--tfrecords', records, '--seed', str(args.seed), *shlex.split(args.train_flags)],
+      work, checkpoints, 'abstraction_bench', env)
 
   results = {}
   for name, export in exports.items():

@@ -17,6 +17,35 @@ def run_app(name: str, *args, env: dict) -> str:
   return result.stdout
 
 
+def train_with_exports(train_flags: list, work: str, checkpoints, label: str,
+                       env: dict) -> tuple:
+  """Exports bin/train's model untrained (`--steps 0`), then trains it in
+  `<work>/run`, exporting at every step of `checkpoints`.
+
+  Args:
+    train_flags: bin/train flags (records, seed, the recipe), without --logdir/--steps.
+    work: Folder of the run, the untrained run and the exports.
+    checkpoints: Increasing steps.
+    label: Start of the progress lines.
+    env: Environment of the children.
+
+  Returns:
+    ({'untrained' or 'step N': export folder}, minutes spent training).
+  """
+  train = [*train_flags, '--logdir', os.path.join(work, 'run')]
+  run_app('train', *train, '--steps', '0', '--logdir', os.path.join(work, 'untrained'),
+          env=env)
+  exports = {'untrained': os.path.join(work, 'untrained', 'export')}
+  start = time.monotonic()
+  for step in checkpoints:
+    export = os.path.join(work, f'export_{step}')
+    run_app('train', *train, '--steps', str(step), '--export_dir', export, env=env)
+    exports[f'step {step}'] = export
+    print(f'{label}: trained to step {step} ({(time.monotonic() - start) / 60:.1f} min '
+          'of training)', flush=True)
+  return exports, (time.monotonic() - start) / 60
+
+
 def loadavg() -> str:
   try:
     with open('/proc/loadavg') as f:

@@ -27,33 +27,14 @@ import os
 import shlex
 import sys
 import tempfile
-import time
 
 from bench_util import run_app
+from bench_util import train_with_exports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), 'shared', 'data')
 EMBEDDINGS = ('conv1_time_mean', 'conv_time_mean', 'conv_grid', 'lstm')
 DEFAULT_RECIPES = ('', '--flagfile=' + os.path.join(REPO, 'configs', 'cpu.flags'))
-
-
-def train_recipe(recipe: str, records: str, work: str, checkpoints, seed: int,
-                 env: dict) -> tuple:
-  """Trains one recipe; returns ({export name: path}, minutes of training)."""
-  train = ['--tfrecords', records, '--logdir', os.path.join(work, 'run'), '--seed',
-           str(seed), *shlex.split(recipe)]
-  run_app('train', *train, '--steps', '0', '--logdir', os.path.join(work, 'untrained'),
-          env=env)
-  exports, train_s = {'untrained': os.path.join(work, 'untrained', 'export')}, 0.0
-  for step in checkpoints:
-    start = time.monotonic()
-    export = os.path.join(work, f'export_{step}')
-    run_app('train', *train, '--steps', str(step), '--export_dir', export, env=env)
-    train_s += time.monotonic() - start
-    exports[f'step {step}'] = export
-    print(f'quality_bench: {recipe or "(defaults)"}: trained to step {step} '
-          f'({train_s / 60:.1f} min of training)', flush=True)
-  return exports, train_s / 60
 
 
 def measure(export: str, records: str, out: str, seed: int, env: dict) -> dict:
@@ -126,8 +107,9 @@ def main():
   recipes, untrained = {}, {}
   for i, recipe in enumerate(args.recipe or DEFAULT_RECIPES):
     recipe_work = os.path.join(work, f'recipe_{i}')
-    exports, train_min = train_recipe(recipe, records, recipe_work, checkpoints,
-                                      args.seed, env)
+    exports, train_min = train_with_exports(
+        ['--tfrecords', records, '--seed', str(args.seed), *shlex.split(recipe)],
+        recipe_work, checkpoints, f'quality_bench: {recipe or "(defaults)"}', env)
     with open(os.path.join(recipe_work, 'untrained', 'config.json')) as f:
       saved = json.load(f)
     architecture = json.dumps([saved['model'], saved['train']['seed']], sort_keys=True)
