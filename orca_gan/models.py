@@ -59,6 +59,13 @@ class ModelConfig:
     minibatch_stddev: The discriminator sees, beside each image's 4x4 features, their
       standard deviation over the batch (averaged to one number, as a constant extra
       channel; Karras et al. 2018): a batch of near-copies is easy to call fake.
+    noise_inputs: The generator adds per-pixel noise, scaled by a learned strength
+      per channel (initially 0), to the 4x4 seed, to every upsampled feature map and
+      to the image before its tanh (the noise inputs of StyleGAN, Karras et al.
+      2019). Real spectrograms carry speckle, pixel-scale variation that is
+      independent from window to window; without a noise source a convolution
+      generator paints smooth images that share their texture. The noise is a pure
+      function of each row's latent vector (`latent_noise`).
   """
   image_size: int = 128
   z_dim: int = 128
@@ -68,6 +75,7 @@ class ModelConfig:
   gf_dim: int = 256
   df_dim: int = 64
   minibatch_stddev: bool = False
+  noise_inputs: bool = False
 
   def __post_init__(self):
     size = self.image_size
@@ -110,7 +118,8 @@ class Generator(keras.Model):
 
   z -> LSTMCell -> concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> stride-2
   Conv2DTranspose blocks (BatchNorm + ReLU, as DCGAN) halving the width -> a last
-  stride-2 Conv2DTranspose to one channel -> tanh.
+  stride-2 Conv2DTranspose to one channel -> tanh. With `noise_inputs`, per-pixel
+  noise is added after every batch norm (before the ReLU) and before the tanh.
 
   The batch-norm layers make the output depend on `training` (batch statistics vs
   moving averages), as in DCGAN; everything else is per-row.
@@ -138,6 +147,16 @@ class Generator(keras.Model):
           synchronized=True, name=f'norm_{i}')))
     self.to_image = keras.layers.Conv2DTranspose(
         1, _KERNEL_SIZE, strides=2, padding='same', name='to_image')
+    # One per noise level: the 4x4 seed, every upsampled map, the image.
+    self.noise_strengths = []
+    if config.noise_inputs:
+      widths = ([config.gf_dim] +
+                [config.generator_width(i) for i in range(1, config.num_resolutions)] +
+                [1])
+      self.noise_strengths = [
+          _named(self, f'noise_strength_{level}', NoiseStrength(width,
+                                                                name=f'noise_{level}'))
+          for level, width in enumerate(widths)]
     # float32 so that a mixed-precision run still emits float32 images.
     self.tanh = keras.layers.Activation('tanh', dtype='float32', name='tanh')
 
@@ -160,13 +179,35 @@ class Generator(keras.Model):
       new_state: float32 `(h, c)`, each [batch, g_lstm_units].
     """
     lstm_out, (h, c) = self.lstm_cell(z, list(state), training=training)
+    key = latent_key(z) if self.noise_strengths else None
     x = tf.concat([lstm_out, tf.cast(z, lstm_out.dtype)], axis=-1)
     x = self.reshape(self.project(x))                    # [b, 4, 4, gf_dim]
-    x = tf.nn.relu(self.project_norm(x, training=training))
-    for deconv, norm in zip(self.deconvs, self.norms):
-      x = tf.nn.relu(norm(deconv(x), training=training))
-    images = self.tanh(self.to_image(x))                 # [b, size, size, 1]
+    x = tf.nn.relu(self._with_noise(self.project_norm(x, training=training), key, 0))
+    for level, (deconv, norm) in enumerate(zip(self.deconvs, self.norms), start=1):
+      x = tf.nn.relu(self._with_noise(norm(deconv(x), training=training), key, level))
+    x = self._with_noise(self.to_image(x), key, len(self.deconvs) + 1)
+    images = self.tanh(x)                                # [b, size, size, 1]
     return images, (tf.cast(h, tf.float32), tf.cast(c, tf.float32))
+
+  def _with_noise(self, x, key, level: int):
+    """x + this level's noise x its strength (x itself without noise inputs)."""
+    if not self.noise_strengths:
+      return x
+    size = x.shape[1]
+    noise = tf.reshape(latent_noise(key, level, size * size), [-1, size, size, 1])
+    return self.noise_strengths[level](x, noise)
+
+
+class NoiseStrength(keras.layers.Layer):
+  """x + noise [b, h, w, 1] x a learned strength per channel, initially 0."""
+
+  def __init__(self, channels: int, **kwargs):
+    super().__init__(**kwargs)
+    self.strength = self.add_weight(shape=(channels,), initializer='zeros',
+                                    name='strength')
+
+  def call(self, x, noise):
+    return x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
 
 
 class Discriminator(keras.Model):
@@ -251,6 +292,60 @@ def _with_batch_stddev(x):
   std = tf.sqrt(tf.math.reduce_variance(tf.cast(x, tf.float32), axis=0) + 1e-8)
   shape = tf.concat([tf.shape(x)[:3], [1]], axis=0)
   return tf.concat([x, tf.cast(tf.fill(shape, tf.reduce_mean(std)), x.dtype)], axis=-1)
+
+
+# murmur3's 32-bit finaliser: a bijection whose output bits each depend on every input
+# bit; with integer arithmetic only, so XLA and TensorFlow's kernels agree exactly.
+_FMIX_MULTIPLIERS = (0x85EBCA6B, 0xC2B2AE35)
+_GOLDEN = 0x9E3779B9
+
+
+def _fmix32(x):
+  """murmur3 fmix32 of a uint32 tensor, elementwise."""
+  def shift(v, n):
+    return tf.bitwise.right_shift(v, tf.constant(n, tf.uint32))
+
+  x = tf.bitwise.bitwise_xor(x, shift(x, 16))
+  x = x * tf.constant(_FMIX_MULTIPLIERS[0], tf.uint32)
+  x = tf.bitwise.bitwise_xor(x, shift(x, 13))
+  x = x * tf.constant(_FMIX_MULTIPLIERS[1], tf.uint32)
+  return tf.bitwise.bitwise_xor(x, shift(x, 16))
+
+
+def latent_key(z) -> tf.Tensor:
+  """A 32-bit hash of each row of `z` [b, z_dim] (its float32 bits): uint32 [b]."""
+  bits = tf.bitcast(tf.cast(z, tf.float32), tf.uint32)
+  odd = tf.bitcast(tf.range(1, 2 * z.shape[-1], 2, dtype=tf.int32), tf.uint32)
+  return _fmix32(tf.reduce_sum(_fmix32(bits * odd), axis=-1))
+
+
+def latent_noise(key, level: int, size: int) -> tf.Tensor:
+  """Standard-normal noise that is a pure function of each row's `latent_key`.
+
+  A counter-based generator: pixel i of noise level `level` hashes (key, level, i),
+  and a Box-Muller transform turns two hashes into one normal draw. So the generator
+  stays a function of its latents alone (exports, resumed runs and evaluation give the
+  same images for the same latents, whatever the batch), and the numbers are the same
+  with and without XLA up to float rounding, where stateless random ops differ.
+
+  Args:
+    key: uint32 [b] from `latent_key`.
+    level: Which noise input (a separate stream for each).
+    size: Values per row.
+
+  Returns:
+    float32 [b, size].
+  """
+  stream = _fmix32(tf.bitwise.bitwise_xor(
+      key, tf.constant((level + 1) * _GOLDEN % 2**32, tf.uint32)))
+  counter = tf.bitcast(tf.range(2 * size, dtype=tf.int32), tf.uint32)
+  bits = _fmix32(tf.bitwise.bitwise_xor(
+      stream[:, None], _fmix32(counter[None] + tf.constant(_GOLDEN, tf.uint32))))
+  # 24 bits -> uniform in (0, 1), never 0 (log) nor 1.
+  uniform = (tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)),
+                     tf.float32) + 0.5) / 2.0**24
+  radius = tf.sqrt(-2.0 * tf.math.log(uniform[:, :size]))
+  return radius * tf.cos(2.0 * math.pi * uniform[:, size:])
 
 
 def pooled_feature_names(config: ModelConfig) -> list:

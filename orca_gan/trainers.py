@@ -113,6 +113,11 @@ class TrainConfig:
       'Give the discriminator the batch standard deviation of its last features '
       '(against generator collapse; per replica under --strategy mirrored; not with --loss '
       'wgan_gp).')
+  g_noise: bool = configs.flag(False,
+      'Noise inputs in the generator: per-pixel noise, scaled by a learned strength per '
+      'channel, added to every feature map and to the image (StyleGAN), a source for '
+      'the speckle of real spectrograms. The noise is a function of the latents, so '
+      'exports stay deterministic.')
   g_lr: float = configs.flag(2e-4, 'Generator Adam learning rate.')
   d_lr: float = configs.flag(1e-4, 'Discriminator Adam learning rate.')
   beta_1: float = configs.flag(0.5, 'Adam beta_1 for both.')
@@ -214,7 +219,8 @@ class TrainConfig:
         image_size=image_size, z_dim=self.z_dim,
         fast_z=self.z_dim if self.fast_z < 0 else self.fast_z,
         g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
-        gf_dim=self.gf_dim, df_dim=self.df_dim, minibatch_stddev=self.minibatch_stddev)
+        gf_dim=self.gf_dim, df_dim=self.df_dim, minibatch_stddev=self.minibatch_stddev,
+        noise_inputs=self.g_noise)
 
   @property
   def resolved_export_dir(self) -> str:
@@ -485,6 +491,10 @@ class GanTrainer:
     except (OSError, json.JSONDecodeError) as e:
       raise TrainingError(f'{path}: unreadable ({e}); use a new --logdir') from e
     current = self.run_description()
+    if isinstance(saved.get('model'), dict):
+      # Model fields added since the run started hold their default, which is what
+      # the run was built with.
+      saved['model'] = {**dataclasses.asdict(models.ModelConfig()), **saved['model']}
     for key in _FIXED_ON_RESUME:
       if key not in saved and key == 'data':
         continue  # Written before the input position was saved.

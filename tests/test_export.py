@@ -25,8 +25,9 @@ from orca_gan import models
 from orca_gan import spectral
 from tests.helpers import run_app, write_wav
 
+# With noise inputs: their hash must survive export and run without orca_gan.
 TINY = models.ModelConfig(image_size=16, z_dim=8, fast_z=5, g_lstm_units=16,
-                          d_lstm_units=16, gf_dim=16, df_dim=8)
+                          d_lstm_units=16, gf_dim=16, df_dim=8, noise_inputs=True)
 TRANSFORM = spectral.SpectrogramConfig(image_size=16, window_s=1.0)
 # (batch_size, seq_len): every case also runs in two chunks split at seq_len // 2.
 CASES = [(1, 2), (1, 5), (3, 2), (3, 5)]
@@ -88,7 +89,8 @@ _CHILD = textwrap.dedent('''\
 
 
 def _trained_models(seed):
-  """Tiny built models whose batch-norm moving statistics are not the initial 0 / 1.
+  """Tiny built models whose batch-norm moving statistics are not the initial 0 / 1,
+  and whose noise strengths are not the initial 0.
 
   Serving must use (and so export) the moving statistics: with the initial ones a
   missing variable could go unnoticed.
@@ -101,6 +103,8 @@ def _trained_models(seed):
   assert generator.non_trainable_variables
   for variable in generator.non_trainable_variables:  # Means and variances.
     variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
+  for layer in generator.noise_strengths:  # Trained noise is not silent.
+    layer.strength.assign(rng.uniform(0.2, 0.5, layer.strength.shape).astype(np.float32))
   return generator, discriminator
 
 

@@ -257,3 +257,48 @@ def test_minibatch_stddev_is_refused_with_the_gradient_penalty():
   from orca_gan import trainers
   with pytest.raises(trainers.TrainingError, match='--minibatch_stddev couples the rows'):
     trainers.TrainConfig(minibatch_stddev=True, loss='wgan_gp')
+
+
+def test_latent_noise_is_white_standard_normal_and_a_function_of_each_row():
+  z = _latents(64, 1)[:, 0]
+  key = models.latent_key(z)
+  noise = models.latent_noise(key, 2, 4096).numpy()
+  assert abs(noise.mean()) < 0.01 and abs(noise.std() - 1.0) < 0.01
+  # Neighbouring pixels, rows and levels are uncorrelated.
+  for a, b in ((noise[:, :-1], noise[:, 1:]), (noise[:-1], noise[1:]),
+               (noise, models.latent_noise(key, 3, 4096).numpy())):
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.01
+  # Row 5 alone gets its noise in the batch; a change of one latent bit changes it.
+  np.testing.assert_array_equal(models.latent_noise(key[5:6], 2, 4096)[0], noise[5])
+  next_up = np.nextafter(np.float32(z[5, 0]), np.float32(9))
+  nudged = tf.tensor_scatter_nd_update(z, [[5, 0]], [next_up])
+  moved = models.latent_noise(models.latent_key(nudged), 2, 4096).numpy()
+  assert abs(np.corrcoef(moved[5], noise[5])[0, 1]) < 0.1
+  np.testing.assert_array_equal(moved[:5], noise[:5])
+
+
+def test_noise_inputs_start_silent_then_vary_images_per_row_compiled_or_not():
+  config = dataclasses.replace(TINY, noise_inputs=True)
+  plain, _ = _build()
+  noisy, _ = _build(config)
+  z = _latents(3, 2)
+  noisy_images, _ = models.generate_sequence(noisy, z)
+  assert len(noisy.noise_strengths) == config.num_resolutions + 1
+  # Strengths start at 0: the same weights draw the same images as without noise.
+  np.testing.assert_allclose(noisy_images, models.generate_sequence(plain, z)[0],
+                             atol=1e-6)
+  for layer in noisy.noise_strengths:
+    layer.strength.assign(tf.fill(layer.strength.shape, 0.5))
+  images = models.generate_sequence(noisy, z)[0].numpy()
+  # Every level adds to the image, and the noise follows each row's latents only.
+  assert np.abs(images - noisy_images.numpy()).mean() > 0.05
+  np.testing.assert_allclose(models.generate_sequence(noisy, z[1:2])[0], images[1:2],
+                             atol=1e-6)
+  compiled = tf.function(lambda z: models.generate_sequence(noisy, z)[0],
+                         jit_compile=True)
+  np.testing.assert_allclose(compiled(z), images, atol=1e-5)
+  # Gradients reach every strength.
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(models.generate_sequence(noisy, z, training=True)[0])
+  gradients = tape.gradient(loss, [n.strength for n in noisy.noise_strengths])
+  assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)

@@ -181,10 +181,11 @@ def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
 
 
 def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path):
+  """With the generator's noise inputs, whose hash XLA must compute exactly."""
   results = {}
   for jit in ('false', 'true'):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / jit, steps=3,
-                                        jit_compile=jit, summary_every=3,
+                                        jit_compile=jit, summary_every=3, g_noise=True,
                                         save_every=10, image_every=10))
     assert trainer.jit == (jit == 'true')
     results[jit] = (train_lib.train(trainer), weights(trainer))
@@ -318,6 +319,14 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
   train_lib.train(quiet_trainer(tiny_config(record_dir, tmp_path, steps=1)))
   with pytest.raises(trainers.TrainingError, match='other model settings \\(gf_dim\\)'):
     quiet_trainer(tiny_config(record_dir, tmp_path, gf_dim=16))
+  # A run from before a model field existed resumes; switching the field on does not.
+  path = tmp_path / 'config.json'
+  saved = json.loads(path.read_text())
+  del saved['model']['noise_inputs']
+  path.write_text(json.dumps(saved))
+  quiet_trainer(tiny_config(record_dir, tmp_path))
+  with pytest.raises(trainers.TrainingError, match='other model settings \\(noise_inputs'):
+    quiet_trainer(tiny_config(record_dir, tmp_path, g_noise=True))
   # The data order is part of the run: another seed or batch would not resume it.
   with pytest.raises(trainers.TrainingError,
                      match='other data settings \\(batch_size, seed\\)'):
