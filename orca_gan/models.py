@@ -65,7 +65,8 @@ class ModelConfig:
       2019). Real spectrograms carry speckle, pixel-scale variation that is
       independent from window to window; without a noise source a convolution
       generator paints smooth images that share their texture. The noise is a pure
-      function of each row's latent vector (`latent_noise`).
+      function of each row's latent vector (`latent_noise`), so it needs `fast_z`
+      above 0 to change from step to step.
   """
   image_size: int = 128
   z_dim: int = 128
@@ -86,6 +87,9 @@ class ModelConfig:
         raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
     if not 0 <= self.fast_z <= self.z_dim:
       raise ValueError(f'fast_z must be in [0, z_dim={self.z_dim}], got {self.fast_z}')
+    if self.noise_inputs and not self.fast_z:
+      raise ValueError('noise_inputs needs fast_z > 0: the noise follows the latents, '
+                       'and with fast_z 0 they repeat at every step of a sequence')
 
   @property
   def num_resolutions(self) -> int:

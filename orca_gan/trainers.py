@@ -195,6 +195,9 @@ class TrainConfig:
     if self.minibatch_stddev and self.r1_weight:
       raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
                           'per-window gradients of --r1_weight must not; use one of them')
+    if self.g_noise and self.fast_z == 0:
+      raise TrainingError('--g_noise draws its noise from the latents redrawn every '
+                          'step, and --fast_z 0 redraws none; use --fast_z above 0')
     if self.minibatch_stddev and self.loss == 'wgan_gp':
       raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
                           "gradient penalty of --loss wgan_gp must not; use another loss")

@@ -302,3 +302,11 @@ def test_noise_inputs_start_silent_then_vary_images_per_row_compiled_or_not():
     loss = tf.reduce_sum(models.generate_sequence(noisy, z, training=True)[0])
   gradients = tape.gradient(loss, [n.strength for n in noisy.noise_strengths])
   assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)
+
+
+def test_noise_inputs_are_refused_without_latents_redrawn_every_step():
+  from orca_gan import trainers
+  with pytest.raises(ValueError, match='noise_inputs needs fast_z > 0'):
+    dataclasses.replace(TINY, noise_inputs=True, fast_z=0)
+  with pytest.raises(trainers.TrainingError, match='--g_noise .* use --fast_z above 0'):
+    trainers.TrainConfig(g_noise=True, fast_z=0)
