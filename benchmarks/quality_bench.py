@@ -68,7 +68,8 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
     print(f'  {feature:22} {baseline[feature]["retrieval"]["mrr"]:16.3f}  (baseline)')
   print('\ngenerator (bin/evaluate on the training records; real in brackets):')
   print(f'  {"":22}{"FD same-size":>13}{"(floor)":>8}{"KID":>8}{"(floor)":>8}'
-        f'{"unrelated corr":>15}{"(real)":>7}{"spread s":>9}{"(real)":>7}'
+        f'{"unrelated corr":>15}{"(real)":>7}{"coarse":>7}{"(real)":>7}'
+        f'{"spread s":>9}{"(real)":>7}'
         f'{"spread kHz":>11}{"(real)":>7}')
   for r in recipes.values():
     for name, m in r['results'].items():
@@ -79,7 +80,9 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
       print(f'  {r["name"] + " " + name:22}{fd["generated_vs_real_same_size"]:13.3f}'
             f'{fd["real_vs_real_floor"]:8.3f}{kid["generated_vs_real"]:8.4f}'
             f'{kid["real_vs_real_floor"]:8.4f}{coherence["generated_unrelated"]:15.2f}'
-            f'{coherence["real_unrelated"]:7.2f}{gen["std_s"]:9.2f}{real["std_s"]:7.2f}'
+            f'{coherence["real_unrelated"]:7.2f}'
+            f'{coherence["generated_unrelated_coarse"]:7.2f}'
+            f'{coherence["real_unrelated_coarse"]:7.2f}{gen["std_s"]:9.2f}{real["std_s"]:7.2f}'
             f'{gen["std_khz"]:11.2f}{real["std_khz"]:7.2f}')
 
 

@@ -25,7 +25,9 @@ generator, reads every window of a make_tfrecords folder, and writes to `output_
   - `temporal_coherence`: mean correlation of consecutive windows, generated (within
     sequences) and real (every pair of consecutive windows of a recording); and of
     unrelated windows (generated: same step of different sequences; real: random
-    pairs that are not neighbours), the level that coherence has to beat.
+    pairs that are not neighbours), the level that coherence has to beat, also on
+    `metrics.coarse_windows` (`*_unrelated_coarse`: without the speckle, which real
+    windows have and a smooth generator lacks).
   - `nearest_neighbour`: feature-space distances generated -> real (the records are
     meant to be the training set), generated -> generated and real -> real (at most
     `MAX_NEAREST_QUERIES` real queries), and the fractions below the real 1st
@@ -226,8 +228,8 @@ def read_real(tfrecord_dir: str, manifest: dict, transform, top_fraction: float,
       kept_images=np.stack([image for _, image in kept]))
 
 
-def _unrelated_real_correlations(real: RealStatistics, seed: int) -> np.ndarray:
-  """Correlations of random pairs of kept real windows that are not neighbours."""
+def _unrelated_real_pairs(real: RealStatistics, seed: int) -> tuple:
+  """Random pairs of kept real windows that are not neighbours: two index arrays."""
   rng = np.random.default_rng([seed, 2])
   count = len(real.kept_positions)
   first = rng.permutation(count)
@@ -236,8 +238,7 @@ def _unrelated_real_correlations(real: RealStatistics, seed: int) -> np.ndarray:
   neighbours = ((real.file_ids[a] == real.file_ids[b]) &
                 (np.abs(real.window_indices[a] - real.window_indices[b]) <= 1))
   keep = ~neighbours & (first != second)
-  return metrics.window_correlations(real.kept_images[first[keep]],
-                                     real.kept_images[second[keep]])
+  return first[keep], second[keep]
 
 
 # Units of the real-vs-real split: segments of a recording of at most this many
@@ -384,14 +385,20 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   gen_consecutive = (metrics.consecutive_correlations(generated) if seq_len > 1
                      else np.zeros([0]))
   # Window t of sequence i against window t of sequence i + 1: unrelated draws.
-  gen_unrelated = metrics.window_correlations(
-      generated, np.roll(generated, 1, axis=0))
-  real_unrelated = _unrelated_real_correlations(real, config.seed)
+  gen_pairs = (generated, np.roll(generated, 1, axis=0))
+  gen_unrelated = metrics.window_correlations(*gen_pairs)
+  first, second = _unrelated_real_pairs(real, config.seed)
+  real_pairs = (real.kept_images[first], real.kept_images[second])
+  real_unrelated = metrics.window_correlations(*real_pairs)
+  coarse = {name: metrics.window_correlations(*map(metrics.coarse_windows, pairs))
+            for name, pairs in (('generated', gen_pairs), ('real', real_pairs))}
   coherence = {
       'generated': _mean_or_none(gen_consecutive),
       'real': _mean_or_none(real.consecutive),
       'generated_unrelated': _mean_or_none(gen_unrelated),
       'real_unrelated': _mean_or_none(real_unrelated),
+      'generated_unrelated_coarse': _mean_or_none(coarse['generated']),
+      'real_unrelated_coarse': _mean_or_none(coarse['real']),
       'pairs': {'generated': len(gen_consecutive), 'real': len(real.consecutive),
                 'generated_unrelated': len(gen_unrelated),
                 'real_unrelated': len(real_unrelated)},
@@ -458,7 +465,10 @@ def summary_line(result: dict, output_dir: str) -> str:
       f"coherence gen {num(coh['generated'], '.2f')} vs real "
       f"{num(coh['real'], '.2f')} (unrelated gen "
       f"{num(coh['generated_unrelated'], '.2f')}, real "
-      f"{num(coh['real_unrelated'], '.2f')}), NN distance to real median "
+      f"{num(coh['real_unrelated'], '.2f')}; in {metrics.COARSE_SIZE}x"
+      f"{metrics.COARSE_SIZE} blocks gen "
+      f"{num(coh['generated_unrelated_coarse'], '.2f')}, real "
+      f"{num(coh['real_unrelated_coarse'], '.2f')}), NN distance to real median "
       f"{num(nn['generated_to_train'].get('median'))} (real-to-real "
       f"{num(nn['train_to_train'].get('median'))}), "
       f"within the real-to-real 1st percentile: "

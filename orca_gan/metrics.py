@@ -43,7 +43,12 @@ The measures
   calls in the same place again and again has a narrow centroid cloud: large distance,
   small p-value, small spread.
 * `temporal_coherence`: mean Pearson correlation of consecutive windows of a sequence,
-  what the LSTMs are there to produce.
+  what the LSTMs are there to produce. Of unrelated windows it measures diversity, and
+  also on `coarse_windows`: real spectrograms carry speckle, pixel-scale variation
+  independent from window to window that lowers their pixel correlation, so a
+  generator that paints smooth images correlates more than real ones even if it
+  varies its sounds as they do; the coarse correlation, of `COARSE_SIZE`-pixel block
+  averages, tells the two apart.
 * `nearest_neighbour_distances` + `nearest_neighbour_summary`: distances from each
   generated window to its closest training window and closest other generated window
   in feature space; copies of training windows show up as near-zero distances (the
@@ -56,6 +61,8 @@ import math
 import numpy as np
 
 NUM_BANDS = 32
+# Side of `coarse_windows`: 8x8-pixel blocks of a 128x128 window (375 Hz x 0.19 s).
+COARSE_SIZE = 16
 DCT_ORDER = 4
 ENVELOPE_STATS = ('mean', 'std', 'min', 'max')
 FLUX_STATS = ('mean', 'std')
@@ -406,6 +413,22 @@ def window_correlations(images_a, images_b) -> np.ndarray:
   correlation = np.sum(a_centred * b_centred, axis=1) / np.where(flat, 1.0, norms)
   equal = np.all(np.isclose(a, b, rtol=0.0, atol=1e-6), axis=1)
   return np.where(flat, equal.astype(np.float64), np.clip(correlation, -1.0, 1.0))
+
+
+def coarse_windows(images) -> np.ndarray:
+  """Windows averaged over square blocks down to at most COARSE_SIZE pixels a side.
+
+  Args:
+    images: [..., H, W] or [..., H, W, 1] with H and W multiples of the block side
+      (powers of two, as every image of this package).
+
+  Returns:
+    float64 [N, H / f, W / f] with f = max(1, H // COARSE_SIZE).
+  """
+  windows = _as_windows(images)
+  n, h, w = windows.shape
+  f = max(1, h // COARSE_SIZE)
+  return windows.reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
 
 
 def consecutive_correlations(sequences) -> np.ndarray:

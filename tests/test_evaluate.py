@@ -64,6 +64,7 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   line = result.stdout.strip().splitlines()[-1]
   assert line.startswith('evaluate: FD ') and 'real-vs-real floor' in line, line
   assert 'centroid energy distance' in line and 'coherence gen' in line, line
+  assert 'in 16x16 blocks gen' in line, line
   assert sorted(os.listdir(out)) == ['metrics.json', 'report.png']  # No temp files.
   assert (out / 'report.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
@@ -90,7 +91,8 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   coherence = written['temporal_coherence']
   # 6 sequences x 2 steps; files of 5, 4, 3 windows have 4 + 3 + 2 neighbours.
   assert coherence['pairs']['generated'] == 12 and coherence['pairs']['real'] == 9
-  for key in ('generated', 'real', 'generated_unrelated', 'real_unrelated'):
+  for key in ('generated', 'real', 'generated_unrelated', 'real_unrelated',
+              'generated_unrelated_coarse', 'real_unrelated_coarse'):
     assert -1.0 <= coherence[key] <= 1.0, key
   nearest = written['nearest_neighbour']
   for key in ('generated_to_train', 'generated_to_generated', 'train_to_train'):

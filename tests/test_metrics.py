@@ -189,6 +189,33 @@ def test_window_correlations_match_numpy_and_treat_flat_windows():
       metrics.window_correlations(flat, np.stack([flat[0], a[0]])), [1.0, 0.0])
 
 
+def test_coarse_correlation_sees_past_speckle_that_pixels_do_not():
+  """Two sets of windows that vary their sounds alike, one with speckle (as real
+  spectrograms) and one smooth: pixel correlation of unrelated windows tells them apart,
+  the coarse one hardly."""
+  rng = np.random.default_rng(9)
+  rows = np.linspace(0.5, -0.5, 64)[:, None]                  # A shared tilt.
+  t = np.arange(64)
+  centres = rng.uniform(0, 64, size=(200, 1, 1))
+  sounds = 0.6 * np.exp(-0.5 * ((t - centres) / 6.0)**2) * (np.abs(rows) < 0.2)
+  smooth = rows + sounds                                       # [200, 64, 64]
+  speckled = smooth + rng.normal(0, 0.5, smooth.shape)
+  coarse = metrics.coarse_windows(speckled[..., None])
+  assert coarse.shape == (200, 16, 16)
+  np.testing.assert_allclose(coarse[3, 2, 5], speckled[3, 8:12, 20:24].mean())
+  correlations = {}
+  for name, windows in (('smooth', smooth), ('speckled', speckled)):
+    pairs = (windows[::2], windows[1::2])
+    correlations[name] = (metrics.window_correlations(*pairs).mean(),
+                          metrics.window_correlations(
+                              *map(metrics.coarse_windows, pairs)).mean())
+  (smooth_pixels, smooth_coarse), (speckled_pixels, speckled_coarse) = (
+      correlations['smooth'], correlations['speckled'])
+  assert smooth_pixels > speckled_pixels + 0.3, correlations
+  # Block averages keep a quarter of the noise's standard deviation (4x4 blocks).
+  assert abs(smooth_coarse - speckled_coarse) < 0.2 * (smooth_pixels - speckled_pixels)
+
+
 def test_temporal_coherence_is_higher_for_repeated_than_for_shuffled_windows():
   rng = np.random.default_rng(8)
   base = rng.uniform(-1, 1, size=(16, 1, 32, 32))
