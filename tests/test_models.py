@@ -205,8 +205,10 @@ def test_generate_sequence_any_batch_size(training):
 
 def test_mixed_precision_outputs_are_float32(mixed_precision):
   del mixed_precision  # Fixture sets the policy and restores it.
-  generator, discriminator = _build()
+  generator, discriminator = _build(dataclasses.replace(TINY, noise_inputs=True))
   assert generator.lstm_cell.compute_dtype == 'float16'
+  for layer in generator.noise_strengths:  # float16 noise added to float16 maps.
+    layer.strength.assign(tf.fill(layer.strength.shape, 0.5))
   images, g_state = models.generate_sequence(generator, _latents(2, 2), training=True)
   logits, embeddings, d_state = models.discriminate_sequence(
       discriminator, images, training=True)
