@@ -369,8 +369,10 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
 
   Returns:
     {'energy_distance', 'p_value', 'num_permutations', 'generated': {...},
-     'real': {...}}; each set's dict holds its count and the mean and standard
-    deviation of both coordinates ('mean_s', 'std_s', 'mean_khz', 'std_khz').
+     'real': {...}}; each set's dict holds its count, the mean and standard
+    deviation of both coordinates ('mean_s', 'std_s', 'mean_khz', 'std_khz') and
+    their quartiles ('quartiles_s', 'quartiles_khz': 25th, 50th, 75th percentile;
+    unlike the standard deviation, not moved by a few outlying windows).
   """
   scale = np.array([transform.window_s, transform.sample_rate_hz / 2000.0])
   generated = np.asarray(generated_centroids, np.float64)
@@ -379,9 +381,12 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
                                            num_permutations, seed)
 
   def spread(c):
+    quartiles = np.percentile(c, [25, 50, 75], axis=0)   # [3, 2]
     return {'count': int(len(c)), 'mean_s': float(c[:, 0].mean()),
             'std_s': float(c[:, 0].std()), 'mean_khz': float(c[:, 1].mean()),
-            'std_khz': float(c[:, 1].std())}
+            'std_khz': float(c[:, 1].std()),
+            'quartiles_s': [float(q) for q in quartiles[:, 0]],
+            'quartiles_khz': [float(q) for q in quartiles[:, 1]]}
 
   return {'energy_distance': distance, 'p_value': p_value,
           'num_permutations': int(num_permutations), 'generated': spread(generated),

@@ -87,7 +87,11 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   centroids = written['centroids']
   assert 0.0 < centroids['p_value'] <= 1.0 and centroids['energy_distance'] >= 0.0
   for name in ('generated', 'real'):
-    assert set(centroids[name]) == {'count', 'mean_s', 'std_s', 'mean_khz', 'std_khz'}
+    assert set(centroids[name]) == {'count', 'mean_s', 'std_s', 'mean_khz', 'std_khz',
+                                    'quartiles_s', 'quartiles_khz'}
+    for key in ('quartiles_s', 'quartiles_khz'):
+      assert len(centroids[name][key]) == 3 and sorted(centroids[name][key]) == \
+          centroids[name][key], key
   coherence = written['temporal_coherence']
   # 6 sequences x 2 steps; files of 5, 4, 3 windows have 4 + 3 + 2 neighbours.
   assert coherence['pairs']['generated'] == 12 and coherence['pairs']['real'] == 9

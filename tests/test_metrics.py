@@ -161,6 +161,10 @@ def test_centroid_statistic_flags_a_generator_that_repeats_itself():
   assert flagged['energy_distance'] > 10 * null['energy_distance']
   assert flagged['generated']['std_s'] == pytest.approx(0.0, abs=1e-9)
   assert flagged['real']['std_s'] > 0.5 and null['generated']['std_khz'] > 1.0
+  # Quartiles: the repeated image's all equal, the real ones' those of the cloud.
+  assert len(set(flagged['generated']['quartiles_khz'])) == 1
+  np.testing.assert_allclose(flagged['real']['quartiles_s'],
+                             np.percentile(real[:, 0], [25, 50, 75]))
 
 
 def test_energy_distance_matches_its_definition():
