@@ -70,7 +70,7 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
   print(f'  {"":22}{"FD same-size":>13}{"(floor)":>8}{"KID":>8}{"(floor)":>8}'
         f'{"unrelated corr":>15}{"(real)":>7}{"coarse":>7}{"(real)":>7}'
         f'{"spread s":>9}{"(real)":>7}'
-        f'{"spread kHz":>11}{"(real)":>7}')
+        f'{"spread kHz":>11}{"(real)":>7}{"median kHz":>11}{"(real)":>7}')
   for r in recipes.values():
     for name, m in r['results'].items():
       e = m['evaluate']
@@ -83,7 +83,8 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
             f'{coherence["real_unrelated"]:7.2f}'
             f'{coherence["generated_unrelated_coarse"]:7.2f}'
             f'{coherence["real_unrelated_coarse"]:7.2f}{gen["std_s"]:9.2f}{real["std_s"]:7.2f}'
-            f'{gen["std_khz"]:11.2f}{real["std_khz"]:7.2f}')
+            f'{gen["std_khz"]:11.2f}{real["std_khz"]:7.2f}'
+            f'{gen["quartiles_khz"][1]:11.2f}{real["quartiles_khz"][1]:7.2f}')
 
 
 def main():

@@ -61,7 +61,8 @@ import math
 import numpy as np
 
 NUM_BANDS = 32
-# Side of `coarse_windows`: 8x8-pixel blocks of a 128x128 window (375 Hz x 0.19 s).
+# Side of `coarse_windows`: 8x8-pixel blocks of a 128x128 window (500 Hz x 0.19 s at
+# 16 kHz and 3-s windows).
 COARSE_SIZE = 16
 DCT_ORDER = 4
 ENVELOPE_STATS = ('mean', 'std', 'min', 'max')
