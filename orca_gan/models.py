@@ -59,14 +59,14 @@ class ModelConfig:
     minibatch_stddev: The discriminator sees, beside each image's 4x4 features, their
       standard deviation over the batch (averaged to one number, as a constant extra
       channel; Karras et al. 2018): a batch of near-copies is easy to call fake.
-    noise_inputs: The generator adds per-pixel noise, scaled by a learned strength
-      per channel (initially 0), to the 4x4 seed, to every upsampled feature map and
-      to the image before its tanh (the noise inputs of StyleGAN, Karras et al.
-      2019). Real spectrograms carry speckle, pixel-scale variation that is
-      independent from window to window; without a noise source a convolution
-      generator paints smooth images that share their texture. The noise is a pure
-      function of each row's latent vector (`latent_noise`), so it needs `fast_z`
-      above 0 to change from step to step.
+    noise_inputs: The generator adds per-pixel Gaussian noise, scaled by a learned
+      strength (initially 0), to its image before the tanh: a source for the speckle
+      of real spectrograms, pixel-scale variation that is independent from window to
+      window, which a convolution generator cannot paint. Only there: StyleGAN's noise
+      inputs at every layer (Karras et al. 2019) were measured to cost the
+      discriminator's LSTM its grasp of orca sounds (benchmarks/README.md). The noise
+      is a pure function of each row's latent vector (`latent_noise`), so it needs
+      `fast_z` above 0 to change from step to step.
   """
   image_size: int = 128
   z_dim: int = 128
@@ -122,8 +122,8 @@ class Generator(keras.Model):
 
   z -> LSTMCell -> concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> stride-2
   Conv2DTranspose blocks (BatchNorm + ReLU, as DCGAN) halving the width -> a last
-  stride-2 Conv2DTranspose to one channel -> tanh. With `noise_inputs`, per-pixel
-  noise is added after every batch norm (before the ReLU) and before the tanh.
+  stride-2 Conv2DTranspose to one channel (+ per-pixel noise with `noise_inputs`)
+  -> tanh.
 
   The batch-norm layers make the output depend on `training` (batch statistics vs
   moving averages), as in DCGAN; everything else is per-row.
@@ -151,16 +151,8 @@ class Generator(keras.Model):
           synchronized=True, name=f'norm_{i}')))
     self.to_image = keras.layers.Conv2DTranspose(
         1, _KERNEL_SIZE, strides=2, padding='same', name='to_image')
-    # One per noise level: the 4x4 seed, every upsampled map, the image.
-    self.noise_strengths = []
-    if config.noise_inputs:
-      widths = ([config.gf_dim] +
-                [config.generator_width(i) for i in range(1, config.num_resolutions)] +
-                [1])
-      self.noise_strengths = [
-          _named(self, f'noise_strength_{level}', NoiseStrength(width,
-                                                                name=f'noise_{level}'))
-          for level, width in enumerate(widths)]
+    self.noise_strength = (NoiseStrength(name='noise_strength')
+                           if config.noise_inputs else None)
     # float32 so that a mixed-precision run still emits float32 images.
     self.tanh = keras.layers.Activation('tanh', dtype='float32', name='tanh')
 
@@ -183,32 +175,26 @@ class Generator(keras.Model):
       new_state: float32 `(h, c)`, each [batch, g_lstm_units].
     """
     lstm_out, (h, c) = self.lstm_cell(z, list(state), training=training)
-    key = latent_key(z) if self.noise_strengths else None
     x = tf.concat([lstm_out, tf.cast(z, lstm_out.dtype)], axis=-1)
     x = self.reshape(self.project(x))                    # [b, 4, 4, gf_dim]
-    x = tf.nn.relu(self._with_noise(self.project_norm(x, training=training), key, 0))
-    for level, (deconv, norm) in enumerate(zip(self.deconvs, self.norms), start=1):
-      x = tf.nn.relu(self._with_noise(norm(deconv(x), training=training), key, level))
-    x = self._with_noise(self.to_image(x), key, len(self.deconvs) + 1)
-    images = self.tanh(x)                                # [b, size, size, 1]
+    x = tf.nn.relu(self.project_norm(x, training=training))
+    for deconv, norm in zip(self.deconvs, self.norms):
+      x = tf.nn.relu(norm(deconv(x), training=training))
+    x = self.to_image(x)                                 # [b, size, size, 1]
+    if self.noise_strength is not None:
+      size = self.config.image_size
+      noise = latent_noise(latent_key(z), size * size)
+      x = self.noise_strength(x, tf.reshape(noise, [-1, size, size, 1]))
+    images = self.tanh(x)
     return images, (tf.cast(h, tf.float32), tf.cast(c, tf.float32))
-
-  def _with_noise(self, x, key, level: int):
-    """x + this level's noise x its strength (x itself without noise inputs)."""
-    if not self.noise_strengths:
-      return x
-    size = x.shape[1]
-    noise = tf.reshape(latent_noise(key, level, size * size), [-1, size, size, 1])
-    return self.noise_strengths[level](x, noise)
 
 
 class NoiseStrength(keras.layers.Layer):
-  """x + noise [b, h, w, 1] x a learned strength per channel, initially 0."""
+  """x + noise x a learned strength, initially 0."""
 
-  def __init__(self, channels: int, **kwargs):
+  def __init__(self, **kwargs):
     super().__init__(**kwargs)
-    self.strength = self.add_weight(shape=(channels,), initializer='zeros',
-                                    name='strength')
+    self.strength = self.add_weight(shape=(), initializer='zeros', name='strength')
 
   def call(self, x, noise):
     return x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
@@ -323,28 +309,25 @@ def latent_key(z) -> tf.Tensor:
   return _fmix32(tf.reduce_sum(_fmix32(bits * odd), axis=-1))
 
 
-def latent_noise(key, level: int, size: int) -> tf.Tensor:
+def latent_noise(key, size: int) -> tf.Tensor:
   """Standard-normal noise that is a pure function of each row's `latent_key`.
 
-  A counter-based generator: pixel i of noise level `level` hashes (key, level, i),
-  and a Box-Muller transform turns two hashes into one normal draw. So the generator
-  stays a function of its latents alone (exports, resumed runs and evaluation give the
-  same images for the same latents, whatever the batch), and the numbers are the same
-  with and without XLA up to float rounding, where stateless random ops differ.
+  A counter-based generator: value i hashes (key, i), and a Box-Muller transform turns
+  two hashes into one normal draw. So the generator stays a function of its latents
+  alone (exports, resumed runs and evaluation give the same images for the same
+  latents, whatever the batch), and the numbers are the same with and without XLA up
+  to float rounding, where stateless random ops differ.
 
   Args:
     key: uint32 [b] from `latent_key`.
-    level: Which noise input (a separate stream for each).
     size: Values per row.
 
   Returns:
     float32 [b, size].
   """
-  stream = _fmix32(tf.bitwise.bitwise_xor(
-      key, tf.constant((level + 1) * _GOLDEN % 2**32, tf.uint32)))
   counter = tf.bitcast(tf.range(2 * size, dtype=tf.int32), tf.uint32)
   bits = _fmix32(tf.bitwise.bitwise_xor(
-      stream[:, None], _fmix32(counter[None] + tf.constant(_GOLDEN, tf.uint32))))
+      key[:, None], _fmix32(counter[None] + tf.constant(_GOLDEN, tf.uint32))))
   # 24 bits -> uniform in (0, 1), never 0 (log) nor 1.
   uniform = (tf.cast(tf.bitwise.right_shift(bits, tf.constant(8, tf.uint32)),
                      tf.float32) + 0.5) / 2.0**24

@@ -103,8 +103,7 @@ def _trained_models(seed):
   assert generator.non_trainable_variables
   for variable in generator.non_trainable_variables:  # Means and variances.
     variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
-  for layer in generator.noise_strengths:  # Trained noise is not silent.
-    layer.strength.assign(rng.uniform(0.2, 0.5, layer.strength.shape).astype(np.float32))
+  generator.noise_strength.strength.assign(0.3)  # Trained noise is not silent.
   return generator, discriminator
 
 
