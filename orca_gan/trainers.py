@@ -114,10 +114,9 @@ class TrainConfig:
       '(against generator collapse; per replica under --strategy mirrored; not with --loss '
       'wgan_gp).')
   g_noise: bool = configs.flag(False,
-      'Noise inputs in the generator: per-pixel noise, scaled by a learned strength per '
-      'channel, added to every feature map and to the image (StyleGAN), a source for '
-      'the speckle of real spectrograms. The noise is a function of the latents, so '
-      'exports stay deterministic.')
+      'Add per-pixel noise, scaled by a learned strength, to the generated image before '
+      'its tanh: a source for the speckle of real spectrograms. The noise is a function '
+      'of the latents, so exports stay deterministic.')
   g_lr: float = configs.flag(2e-4, 'Generator Adam learning rate.')
   d_lr: float = configs.flag(1e-4, 'Discriminator Adam learning rate.')
   beta_1: float = configs.flag(0.5, 'Adam beta_1 for both.')
