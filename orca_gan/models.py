@@ -53,7 +53,11 @@ class ModelConfig:
       `z_dim - fast_z` are drawn once per sequence (see `sample_latents`).
     g_lstm_units: Units of the generator's LSTM.
     d_lstm_units: Units of the discriminator's LSTM (and size of its embedding).
-    gf_dim: Channels of the generator's 4x4 seed; halved at every upsampling.
+    gf_dim: Channels of the generator's 4x4 seed; halved at every upsampling, down to
+      `gf_min`.
+    gf_min: Fewest channels of a generator feature map. DCGAN halves the width at every
+      upsampling, which leaves a narrow generator (gf_dim 64) 4 channels at 64x64 to
+      draw the finest detail of the image; a floor widens only the large maps.
     df_dim: Channels of the discriminator's first convolution; doubled per block up
       to `8 * df_dim`.
     minibatch_stddev: The discriminator sees, beside each image's 4x4 features, their
@@ -74,6 +78,7 @@ class ModelConfig:
   g_lstm_units: int = 256
   d_lstm_units: int = 256
   gf_dim: int = 256
+  gf_min: int = 1
   df_dim: int = 64
   minibatch_stddev: bool = False
   noise_inputs: bool = False
@@ -82,9 +87,11 @@ class ModelConfig:
     size = self.image_size
     if size < 16 or size & (size - 1):
       raise ValueError(f'image_size must be a power of two >= 16, got {size}')
-    for name in ('z_dim', 'g_lstm_units', 'd_lstm_units', 'gf_dim', 'df_dim'):
+    for name in ('z_dim', 'g_lstm_units', 'd_lstm_units', 'gf_dim', 'gf_min', 'df_dim'):
       if getattr(self, name) <= 0:
         raise ValueError(f'{name} must be positive, got {getattr(self, name)}')
+    if self.gf_min > self.gf_dim:
+      raise ValueError(f'gf_min must be at most gf_dim={self.gf_dim}, got {self.gf_min}')
     if not 0 <= self.fast_z <= self.z_dim:
       raise ValueError(f'fast_z must be in [0, z_dim={self.z_dim}], got {self.fast_z}')
     if self.noise_inputs and not self.fast_z:
@@ -98,7 +105,7 @@ class ModelConfig:
 
   def generator_width(self, level: int) -> int:
     """Channels of the generator's feature map `level` upsamplings above the 4x4 seed."""
-    return max(self.gf_dim // 2**level, 1)
+    return max(self.gf_dim // 2**level, self.gf_min)
 
   def discriminator_width(self, block: int) -> int:
     """Channels of the discriminator's convolution block `block` (0: the first)."""

@@ -108,6 +108,9 @@ class TrainConfig:
   g_lstm_units: int = configs.flag(64, 'Generator LSTM units.')
   d_lstm_units: int = configs.flag(64, 'Discriminator LSTM units (the embedding size).')
   gf_dim: int = configs.flag(64, 'Generator width.')
+  gf_min: int = configs.flag(1,
+      "Fewest channels of a generator feature map (gf_dim halves at every upsampling "
+      'down to this floor); 1 = DCGAN, which leaves 4 channels at 64x64 with gf_dim 64.')
   df_dim: int = configs.flag(16, 'Discriminator width.')
   minibatch_stddev: bool = configs.flag(False,
       'Give the discriminator the batch standard deviation of its last features '
@@ -221,8 +224,8 @@ class TrainConfig:
         image_size=image_size, z_dim=self.z_dim,
         fast_z=self.z_dim if self.fast_z < 0 else self.fast_z,
         g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
-        gf_dim=self.gf_dim, df_dim=self.df_dim, minibatch_stddev=self.minibatch_stddev,
-        noise_inputs=self.g_noise)
+        gf_dim=self.gf_dim, gf_min=self.gf_min, df_dim=self.df_dim,
+        minibatch_stddev=self.minibatch_stddev, noise_inputs=self.g_noise)
 
   @property
   def resolved_export_dir(self) -> str:

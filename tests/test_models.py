@@ -40,11 +40,21 @@ def mixed_precision():
 @pytest.mark.parametrize('field, value', [
     ('image_size', 8), ('image_size', 48), ('z_dim', 0), ('fast_z', -1),
     ('fast_z', 9), ('g_lstm_units', 0), ('d_lstm_units', -4), ('gf_dim', 0),
-    ('df_dim', 0),
+    ('gf_min', 0), ('gf_min', 17), ('df_dim', 0),
 ])
 def test_config_rejects_bad_values(field, value):
   with pytest.raises(ValueError, match=field):
     dataclasses.replace(TINY, **{field: value})
+
+
+@pytest.mark.parametrize('gf_min, widths', [(1, [16, 8, 4, 2, 1]), (4, [16, 8, 4, 4, 4])])
+def test_generator_widths_halve_down_to_the_floor(gf_min, widths):
+  config = dataclasses.replace(TINY, image_size=128, gf_min=gf_min)
+  generator, _ = _build(config)
+  generator(tf.zeros([1, config.z_dim]), generator.initial_state(1))
+  assert [config.generator_width(level) for level in range(5)] == widths
+  assert [d.filters for d in generator.deconvs] == widths[1:]
+  assert generator.to_image.kernel.shape[-1] == widths[-1]  # Conv2DTranspose: [.., out, in].
 
 
 @pytest.mark.parametrize('image_size', [64, 128])
