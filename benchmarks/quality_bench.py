@@ -4,8 +4,9 @@ Converts the real recordings `../shared/data/bench/orca_scene_10min.mp3` and
 `../shared/data/orcasound/j_pod.wav` to records and, for every recipe (`--recipe`,
 repeatable; default: bin/train's defaults, the seed-faithful baseline, and the
 recommended `configs/cpu.flags`), trains bin/train, exporting the models at every step
-of `--checkpoints` (by default to step 1200, about 7 minutes of CPU), and exports the
-same architecture untrained (`--steps 0`). Then, for every export:
+of `--checkpoints` (by default steps 1200 and 2400; 2400 steps of `configs/cpu.flags`
+take about 13 minutes of this 2-core CPU), and exports the same architecture untrained
+(`--steps 0`). Then, for every export:
 
 * bin/probe: the 36 `clips/S_*.wav` call clips queried against the 45
   `catalog/flac/FO-S*.flac` catalogue calls (other recordings of the same call types),
@@ -16,7 +17,7 @@ same architecture untrained (`--steps 0`). Then, for every export:
 
 It prints one table; `--json_out` keeps everything.
 
-  .venv/bin/python benchmarks/quality_bench.py                    # about 25 minutes
+  .venv/bin/python benchmarks/quality_bench.py                    # two recipes to step 2400
   .venv/bin/python benchmarks/quality_bench.py --checkpoints 300,600 \\
       --recipe='--flagfile=configs/cpu.flags --loss=hinge'
 """
@@ -89,7 +90,7 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--checkpoints', default='400,800,1200',
+  parser.add_argument('--checkpoints', default='1200,2400',
                       help='Steps at which the models are exported and measured; '
                       'training stops at the last.')
   parser.add_argument('--recipe', action='append',

@@ -594,7 +594,7 @@ def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['train']['d_lr'] == 4e-4 and saved['train']['r1_weight'] == 0.2
   assert saved['train']['g_ema'] == 0.995 and saved['train']['augment_p'] == 0.5
-  assert saved['model']['noise_inputs'] is True
+  assert saved['model']['noise_inputs'] is True and saved['model']['gf_min'] == 16
 
 
 def test_cli_mixed_precision_runs(record_dir, tmp_path):
