@@ -128,9 +128,9 @@ class Generator(keras.Model):
   """One step of the generator: latent vector + LSTM state -> image + new state.
 
   z -> LSTMCell -> concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> stride-2
-  Conv2DTranspose blocks (BatchNorm + ReLU, as DCGAN) halving the width -> a last
-  stride-2 Conv2DTranspose to one channel (+ per-pixel noise with `noise_inputs`)
-  -> tanh.
+  Conv2DTranspose blocks (BatchNorm + ReLU, as DCGAN) halving the width down to
+  `gf_min` -> a last stride-2 Conv2DTranspose to one channel (+ per-pixel noise with
+  `noise_inputs`) -> tanh.
 
   The batch-norm layers make the output depend on `training` (batch statistics vs
   moving averages), as in DCGAN; everything else is per-row.

@@ -109,7 +109,7 @@ class TrainConfig:
   d_lstm_units: int = configs.flag(64, 'Discriminator LSTM units (the embedding size).')
   gf_dim: int = configs.flag(64, 'Generator width.')
   gf_min: int = configs.flag(1,
-      "Fewest channels of a generator feature map (gf_dim halves at every upsampling "
+      'Fewest channels of a generator feature map (gf_dim halves at every upsampling '
       'down to this floor); 1 = DCGAN, which leaves 4 channels at 64x64 with gf_dim 64.')
   df_dim: int = configs.flag(16, 'Discriminator width.')
   minibatch_stddev: bool = configs.flag(False,
