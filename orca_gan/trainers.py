@@ -120,6 +120,10 @@ class TrainConfig:
       'Add per-pixel noise, scaled by a learned strength, to the generated image before '
       'its tanh: a source for the speckle of real spectrograms. The noise is a function '
       'of the latents, so exports stay deterministic.')
+  g_noise_init: float = configs.flag(0.0,
+      'With --g_noise: the strength a new run starts from (a resumed run keeps its '
+      'own); training moves it from there. 0.06 (3 dB) is about the pixel-scale noise '
+      'of real windows: a pixel against its 3x3 neighbourhood.')
   g_lr: float = configs.flag(2e-4, 'Generator Adam learning rate.')
   d_lr: float = configs.flag(1e-4, 'Discriminator Adam learning rate.')
   beta_1: float = configs.flag(0.5, 'Adam beta_1 for both.')
@@ -197,6 +201,11 @@ class TrainConfig:
     if self.minibatch_stddev and self.r1_weight:
       raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
                           'per-window gradients of --r1_weight must not; use one of them')
+    if self.g_noise_init and not self.g_noise:
+      raise TrainingError('--g_noise_init is the starting strength of --g_noise, which '
+                          'is off')
+    if self.g_noise_init < 0:
+      raise TrainingError(f'--g_noise_init must be at least 0, got {self.g_noise_init}')
     if self.g_noise and self.fast_z == 0:
       raise TrainingError('--g_noise draws its noise from the latents redrawn every '
                           'step, and --fast_z 0 redraws none; use --fast_z above 0')
@@ -380,6 +389,8 @@ class GanTrainer:
       self.generator(tf.zeros([1, mc.z_dim]), self.generator.initial_state(1))
       self.discriminator(tf.zeros([1, image_size, image_size, 1]),
                          self.discriminator.initial_state(1))
+      if config.g_noise:
+        self.generator.noise_strength.strength.assign(config.g_noise_init)
       self.g_optimizer = self._optimizer(config.g_lr)
       self.d_optimizer = self._optimizer(config.d_lr)
       # Built inside the scope before the first distributed step: otherwise TF 2.17

@@ -64,7 +64,7 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   line = result.stdout.strip().splitlines()[-1]
   assert line.startswith('evaluate: FD ') and 'real-vs-real floor' in line, line
   assert 'centroid energy distance' in line and 'coherence gen' in line, line
-  assert 'in 16x16 blocks gen' in line, line
+  assert 'averaged to 16x16 gen' in line, line
   assert sorted(os.listdir(out)) == ['metrics.json', 'report.png']  # No temp files.
   assert (out / 'report.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 

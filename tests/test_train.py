@@ -333,6 +333,21 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
     quiet_trainer(tiny_config(record_dir, tmp_path, seed=1, batch_size=2))
 
 
+def test_noise_strength_starts_at_g_noise_init_and_a_resumed_run_keeps_its_own(
+    record_dir, tmp_path):
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=2, g_noise=True,
+                                      g_noise_init=0.06, g_ema=0.9))
+  for generator in (trainer.generator, trainer.generator_ema):
+    assert float(generator.noise_strength.strength) == pytest.approx(0.06)
+  train_lib.train(trainer)
+  trained = float(trainer.generator.noise_strength.strength)
+  assert trained != pytest.approx(0.06, abs=1e-7)  # It learns from there.
+  resumed = quiet_trainer(tiny_config(record_dir, tmp_path, steps=2, g_noise=True,
+                                      g_noise_init=0.5, g_ema=0.9))
+  resumed.restore()
+  assert float(resumed.generator.noise_strength.strength) == trained
+
+
 @pytest.mark.parametrize('flags, message, status', [
     (['--tfrecords', '{missing}'], 'error: --tfrecords: {missing}: no such TFRecord', 1),
     (['--image_size', '64'], 'error: --image_size 64 does not match the records in '
@@ -343,6 +358,10 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
     (['--loss', 'wasserstein'], "error: flag --loss=wasserstein: value should be one of "
      "<nonsaturating|hinge|wgan_gp>", 2),
     (['--profile_steps', '5'], 'error: --profile_steps must be START,STOP', 2),
+    (['--g_noise_init', '0.1'], 'error: --g_noise_init is the starting strength of '
+     '--g_noise, which is off', 2),
+    (['--g_noise', '--g_noise_init', '-0.1'], 'error: --g_noise_init must be at least 0, '
+     'got -0.1', 2),
     (['--steps_per_loop', '0'], 'error: --steps_per_loop must be at least 1, got 0', 2),
     (['--shuffle_buffer', '-1'], 'error: --shuffle_buffer must be at least 1, got -1',
      2),
@@ -594,6 +613,7 @@ def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['train']['d_lr'] == 4e-4 and saved['train']['r1_weight'] == 0.2
   assert saved['train']['g_ema'] == 0.995 and saved['train']['augment_p'] == 0.5
+  assert saved['train']['g_noise_init'] == 0.06
   assert saved['model']['noise_inputs'] is True and saved['model']['gf_min'] == 16
 
 
