@@ -440,7 +440,7 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
   results = {}
   for strategy in ('default', 'mirrored'):
     config = tiny_config(record_dir, tmp_path / strategy, steps=2, strategy=strategy,
-                         summary_every=2, g_ema=0.5)
+                         summary_every=2, g_ema=0.5, g_noise=True, g_noise_init=0.06)
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
