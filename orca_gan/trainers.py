@@ -389,7 +389,7 @@ class GanTrainer:
       self.generator(tf.zeros([1, mc.z_dim]), self.generator.initial_state(1))
       self.discriminator(tf.zeros([1, image_size, image_size, 1]),
                          self.discriminator.initial_state(1))
-      if config.g_noise:
+      if self.generator.noise_strength is not None:  # --g_noise
         self.generator.noise_strength.strength.assign(config.g_noise_init)
       self.g_optimizer = self._optimizer(config.g_lr)
       self.d_optimizer = self._optimizer(config.d_lr)
