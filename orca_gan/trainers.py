@@ -175,8 +175,9 @@ class TrainConfig:
   keep_checkpoints: int = configs.flag(3, 'Checkpoints kept.')
 
   def __post_init__(self):
-    if self.steps < 0:
-      raise TrainingError(f'--steps must be at least 0, got {self.steps}')
+    for name in ('steps', 'r1_weight', 'g_noise_init'):
+      if getattr(self, name) < 0:
+        raise TrainingError(f'--{name} must be at least 0, got {getattr(self, name)}')
     positive = ('batch_size', 'seq_len', 'd_steps', 'shuffle_buffer', 'interleave_cycle',
                 'steps_per_loop', 'save_every', 'summary_every', 'image_every',
                 'keep_checkpoints')
@@ -187,8 +188,6 @@ class TrainConfig:
       if not getattr(self, name) > 0:
         raise TrainingError(f'--{name} must be positive, got {getattr(self, name)}')
     configs.check(self, TrainingError)
-    if self.r1_weight < 0:
-      raise TrainingError(f'--r1_weight must be at least 0, got {self.r1_weight}')
     if not 0.0 < self.augment_p <= 1.0:
       raise TrainingError(f'--augment_p must be in (0, 1], got {self.augment_p}')
     if not 0.0 <= self.g_ema < 1.0:
@@ -204,8 +203,6 @@ class TrainConfig:
     if self.g_noise_init and not self.g_noise:
       raise TrainingError('--g_noise_init is the starting strength of --g_noise, which '
                           'is off')
-    if self.g_noise_init < 0:
-      raise TrainingError(f'--g_noise_init must be at least 0, got {self.g_noise_init}')
     if self.g_noise and self.fast_z == 0:
       raise TrainingError('--g_noise draws its noise from the latents redrawn every '
                           'step, and --fast_z 0 redraws none; use --fast_z above 0')
