@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -140,6 +141,17 @@ def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_pa
   train_lib.train(quiet_trainer(tiny_config(record_dir, crashed, **dict(config,
                                                                         steps=4))))
   resumed = quiet_trainer(tiny_config(record_dir, crashed, **config))
+  train_lib.train(resumed)
+  assert_same_weights(weights(resumed), expected)
+
+  # The same, with the records folder moved in between: the run keeps the shards'
+  # names relative to it, and its input position.
+  moved_run = tmp_path / 'moved'
+  before = shutil.copytree(record_dir, tmp_path / 'records_before')
+  train_lib.train(quiet_trainer(tiny_config(str(before), moved_run, **dict(config,
+                                                                           steps=4))))
+  after = shutil.move(before, tmp_path / 'records_after')
+  resumed = quiet_trainer(tiny_config(str(after), moved_run, **config))
   train_lib.train(resumed)
   assert_same_weights(weights(resumed), expected)
 
