@@ -6,12 +6,15 @@ it does what is due: scalar summaries and the log line, the image grid, the prof
 window, a checkpoint. Metrics are read from the device only there.
 
 Ctrl-C and SIGTERM are deferred to the end of the running call, so a checkpoint always
-holds whole steps; a second signal stops at once (and saves nothing).
+holds whole steps; a second signal stops at once (and saves nothing). Under
+`--strategy multi_worker` a signal to one worker (a preempted machine) stops them all
+at the same step, each saving it.
 """
 
 import contextlib
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -46,6 +49,25 @@ def deferred_interrupts():
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _naming_a_lost_worker(config: trainers.TrainConfig):
+  """Under --strategy multi_worker, a worker gone without a word (killed, its machine
+  lost) aborts the others' next collective operation: say so on one line."""
+  try:
+    yield
+  except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+    if config.strategy != 'multi_worker':
+      raise
+    reason = ' '.join(str(e.message).split())
+    # TensorFlow names the lost task, e.g. "Task /job:worker/replica:0/task:1 heartbeat
+    # timeout"; the rest of its message is a graph trace.
+    task = re.search(r'Task (\S+) heartbeat timeout', reason)
+    raise trainers.TrainingError(
+        f'{task.group(1) if task else "another worker"} stopped without saving; '
+        f'restart every worker to resume from the last checkpoint in '
+        f'{config.logdir}') from e
 
 
 class _Loop:
@@ -161,7 +183,8 @@ def train(trainer: trainers.GanTrainer) -> dict:
   trainer.save_run_config()
   loop = _Loop(trainer)
   try:
-    with deferred_interrupts() as interrupted, records.naming_bad_shards(config.tfrecords):
+    with (deferred_interrupts() as interrupted, records.naming_bad_shards(config.tfrecords),
+          _naming_a_lost_worker(config)):
       while loop.step < config.steps:
         loop.profiler()
         count = loop.steps_to_next_action()
@@ -176,9 +199,10 @@ def train(trainer: trainers.GanTrainer) -> dict:
           loop.image()
         if loop.step % config.save_every == 0:
           loop.save()
-        if interrupted.is_set():
+        if trainer.stop_agreed(interrupted.is_set()):
           loop.save()
-          trainer.log(f'interrupted: saved step {loop.step}')
+          trainer.log(f'interrupted{"" if interrupted.is_set() else " on another worker"}'
+                      f': saved step {loop.step}')
           raise KeyboardInterrupt
     loop.save()
   finally:

@@ -439,6 +439,7 @@ class GanTrainer:
     self._replica_step = (tf.function(self._replica_step_fn, jit_compile=True)
                           if self.jit else self._replica_step_fn)
     self._run = tf.function(self._run_fn)
+    self._stops_anywhere = tf.function(self._stops_anywhere_fn)
 
   def _choose_xla(self) -> bool:
     """XLA for the per-replica step: on request, or (auto) on a GPU, one replica."""
@@ -754,6 +755,23 @@ class GanTrainer:
         for average, value in zip(self.generator_ema.weights, self.generator.weights):
           average.assign(decay * average + (1.0 - decay) * value)
       self.step.assign_add(1)
+
+  def _stops_anywhere_fn(self, here):
+    """Whether any replica of any worker passed `here` True (a collective all-reduce)."""
+    votes = self.strategy.run(lambda: tf.cast(here, tf.float32))
+    return self.strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None) > 0.0
+
+  def stop_agreed(self, requested_here: bool) -> bool:
+    """Whether the run stops after this call: asked here or, under --strategy
+    multi_worker, on any worker, so that all save the same step and stop together.
+
+    A worker that stopped alone would save a checkpoint no chief writes and leave the
+    others waiting for it in the next step's all-reduce. Every worker must call this
+    after every `run` (it is a collective operation).
+    """
+    if self.config.strategy != 'multi_worker':
+      return requested_here
+    return bool(self._stops_anywhere(tf.constant(requested_here)))
 
   def run(self, num_steps: int = 1) -> None:
     """Trains `num_steps` steps in one call (queued on the device; nothing is read)."""

@@ -496,8 +496,8 @@ def _step_losses(stdout):
   return losses
 
 
-def _train_workers(flags, tmp_path):
-  """bin/train --strategy multi_worker in two processes on localhost; their outputs."""
+def _start_workers(flags, tmp_path):
+  """bin/train --strategy multi_worker started in two processes on localhost."""
   ports = _free_ports(2)
   cluster = {'worker': [f'localhost:{port}' for port in ports]}
   processes = []
@@ -509,6 +509,12 @@ def _train_workers(flags, tmp_path):
         [sys.executable, os.path.join(REPO, 'bin', 'train'), *flags, '--strategy',
          'multi_worker'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=env, cwd=REPO))
+  return processes
+
+
+def _train_workers(flags, tmp_path):
+  """bin/train --strategy multi_worker in two processes on localhost; their outputs."""
+  processes = _start_workers(flags, tmp_path)
   try:
     outputs = [p.communicate(timeout=300) for p in processes]
   finally:
@@ -560,6 +566,58 @@ def test_two_workers_compute_what_one_process_computes_and_resume(record_dir, tm
   assert sorted(os.listdir(logdir / 'export')) == ['discriminator', 'generator']
   assert (logdir / 'samples.png').exists() and (logdir / 'config.json').exists()
   assert os.listdir(tmp_path / 'tmp') == []
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_saved_step(record_dir, tmp_path):
+  """A preempted worker: both save the same step, exit as interrupted, and resume."""
+  (tmp_path / 'tmp').mkdir()
+  logdir = tmp_path / 'workers'
+  flags = ['--tfrecords', record_dir, '--logdir', str(logdir), '--batch_size', '4',
+           '--seq_len', '2', '--z_dim', '8', '--g_lstm_units', '16', '--d_lstm_units',
+           '16', '--gf_dim', '16', '--df_dim', '8', '--summary_every', '1',
+           '--save_every', '100000', '--image_every', '100000']
+  processes = _start_workers([*flags, '--steps', '100000'], tmp_path)
+  try:
+    for line in processes[1].stdout:   # Wait until training is under way.
+      if line.startswith('step 2:'):
+        break
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=120) for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  saved = []
+  for p, (stdout, stderr), how in zip(processes, outputs,
+                                      ('interrupted on another worker', 'interrupted')):
+    assert p.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith(
+        'error: interrupted; rerun the same command to resume')
+    match = re.search(f'^{how}: saved step (\\d+)$', stdout, re.MULTILINE)
+    assert match, stdout[-1000:]
+    saved.append(int(match.group(1)))
+  step = saved[0]
+  assert saved == [step, step] and step >= 2
+  assert (logdir / 'checkpoints' / f'ckpt-{step}.index').exists()
+  resumed = _train_workers([*flags, '--steps', str(step + 1)], tmp_path)
+  for stdout in resumed:
+    assert f'resumed from {logdir}/checkpoints/ckpt-{step}' in stdout
+
+  # Killed without a signal, a worker saves nothing: the chief says so on one line.
+  processes = _start_workers([*flags, '--steps', '100000'], tmp_path)
+  try:
+    for line in processes[1].stdout:
+      if line.startswith(f'step {step + 2}:'):
+        break
+    processes[1].kill()
+    _, stderr = processes[0].communicate(timeout=120)
+  finally:
+    for p in processes:
+      p.kill()
+  lines = stderr.strip().splitlines()
+  assert processes[0].returncode == 1, stderr[-3000:]
+  assert lines[-1] == ('error: /job:worker/replica:0/task:1 stopped without saving; '
+                       'restart every worker to resume from the last checkpoint in '
+                       f'{logdir}'), stderr[-3000:]
 
 
 @pytest.mark.parametrize('tf_config, message', [
