@@ -9,9 +9,10 @@ frequency centroid of each window's loudest 1 % of pixels. In a window that hold
 sound those pixels are speckle spread over the whole image, and the centroid falls at
 the image's centre (1.5 s, about 4 kHz), far from where calls sit. This splits the
 windows, generated (bin/evaluate's latents for `--seed`) and real (every stored window),
-at a centroid of `--split_khz` and prints for each side its share, its contrast (the
-99th percentile of its pixels above their median, in image units: how far its loudest
-sound stands out) and the spread with and without the windows above the split.
+at a centroid of `--split_khz` and prints for each side its share, its contrast
+(`metrics.window_contrast_db`: how many dB its loudest sound stands out) and the spread
+with and without the windows above the split. bin/evaluate reports the same kind of
+split by contrast alone (`quiet_share`, `std_khz_sounding`).
 """
 
 import argparse
@@ -31,15 +32,14 @@ from orca_gan import records  # noqa: E402
 def describe(name: str, images: np.ndarray, transform, split_khz: float) -> str:
   centroids = metrics.energy_centroids(images, transform)
   above = centroids[:, 1] > split_khz
-  flat = images.reshape(len(images), -1)
-  contrast = np.percentile(flat, 99, axis=1) - np.median(flat, axis=1)
+  contrast = metrics.window_contrast_db(images, transform)
 
-  def mean(x):
-    return f'{x.mean():.3f}' if len(x) else '-'
+  def mean(x, digits=2):
+    return f'{x.mean():.{digits}f}' if len(x) else '-'
 
   return (f'{name:9s} {len(images):5d} windows; above {split_khz:g} kHz: '
-          f'{100 * above.mean():4.1f} %, contrast {mean(contrast[above])} (others '
-          f'{mean(contrast[~above])}), centroid {mean(centroids[above, 0])} s '
+          f'{100 * above.mean():4.1f} %, contrast {mean(contrast[above], 1)} dB (others '
+          f'{mean(contrast[~above], 1)}), centroid {mean(centroids[above, 0])} s '
           f'{mean(centroids[above, 1])} kHz; frequency spread {centroids[:, 1].std():.2f} '
           f'kHz, without them {centroids[~above, 1].std():.2f}')
 

@@ -21,7 +21,9 @@ generator, reads every window of a make_tfrecords folder, and writes to `output_
     small-sample bias: the floor is near 0 unless recordings differ.
   - `centroids`: energy distance and permutation p-value between the generated and
     the real energy centroids (at most `MAX_CENTROID_POINTS` of each, drawn with the
-    seed), and the mean and spread of both clouds.
+    seed), and the mean and spread of both clouds; the share of windows that hold no
+    sound (`metrics.QUIET_DB`: speckle alone, whose centroid is the image centre) and
+    the frequency spread of the others (`std_khz_sounding`).
   - `temporal_coherence`: mean correlation of consecutive windows, generated (within
     sequences) and real (every pair of consecutive windows of a recording); and of
     unrelated windows (generated: same step of different sequences; real: random
@@ -171,6 +173,7 @@ class RealStatistics:
   """What is kept of the real windows after one streaming pass."""
   features: np.ndarray            # [N, D]
   centroids: np.ndarray           # [N, 2]
+  contrast_db: np.ndarray         # [N] `metrics.window_contrast_db`.
   file_ids: np.ndarray            # [N]
   window_indices: np.ndarray      # [N]
   consecutive: np.ndarray         # [pairs] correlations of consecutive windows.
@@ -191,6 +194,7 @@ def read_real(tfrecord_dir: str, manifest: dict, transform, top_fraction: float,
   keep[rng.choice(total, min(total, MAX_KEPT_REAL_WINDOWS), replace=False)] = True
   features: list = []
   centroids: list = []
+  contrast: list = []
   file_ids: list = []
   indices: list = []
   consecutive: list = []
@@ -203,6 +207,7 @@ def read_real(tfrecord_dir: str, manifest: dict, transform, top_fraction: float,
     ids, index = batch['file_id'], batch['window_index']
     features.append(metrics.window_features(images))
     centroids.append(metrics.energy_centroids(images, transform, top_fraction))
+    contrast.append(metrics.window_contrast_db(images, transform))
     file_ids.append(ids)
     indices.append(index)
     # Pairs (j, j + 1) of this batch, with the previous batch's last window in front.
@@ -222,6 +227,7 @@ def read_real(tfrecord_dir: str, manifest: dict, transform, top_fraction: float,
     position += len(images)
   return RealStatistics(
       features=np.concatenate(features), centroids=np.concatenate(centroids),
+      contrast_db=np.concatenate(contrast),
       file_ids=np.concatenate(file_ids), window_indices=np.concatenate(indices),
       consecutive=np.concatenate(consecutive) if consecutive else np.zeros([0]),
       kept_positions=np.array([p for p, _ in kept], np.int64),
@@ -376,10 +382,17 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
                                       config.seed, real.window_indices)
 
   gen_centroids = metrics.energy_centroids(gen_windows, transform, config.top_fraction)
+  # (seconds, kHz, contrast in dB) per window, subsampled together.
+  gen_points = _subsample(np.column_stack(
+      [gen_centroids, metrics.window_contrast_db(gen_windows, transform)]),
+      MAX_CENTROID_POINTS, rng)
+  real_points = _subsample(np.column_stack([real.centroids, real.contrast_db]),
+                           MAX_CENTROID_POINTS, rng)
   centroids = metrics.centroid_statistics(
-      _subsample(gen_centroids, MAX_CENTROID_POINTS, rng),
-      _subsample(real.centroids, MAX_CENTROID_POINTS, rng), transform,
-      config.num_permutations, config.seed)
+      gen_points[:, :2], real_points[:, :2], transform, config.num_permutations,
+      config.seed, generated_contrast_db=gen_points[:, 2],
+      real_contrast_db=real_points[:, 2])
+  centroids['quiet_db'] = metrics.QUIET_DB
   centroids['top_fraction'] = config.top_fraction
 
   gen_consecutive = (metrics.consecutive_correlations(generated) if seq_len > 1
@@ -461,7 +474,11 @@ def summary_line(result: dict, output_dir: str) -> str:
       f"{num(c['energy_distance'])} (p={num(c['p_value'])}; centroid std gen "
       f"{num(c['generated']['std_s'], '.2f')} s / "
       f"{num(c['generated']['std_khz'], '.2f')} kHz vs real "
-      f"{num(c['real']['std_s'], '.2f')} s / {num(c['real']['std_khz'], '.2f')} kHz), "
+      f"{num(c['real']['std_s'], '.2f')} s / {num(c['real']['std_khz'], '.2f')} kHz; "
+      f"windows with no sound gen {pct(c['generated']['quiet_share'])} vs real "
+      f"{pct(c['real']['quiet_share'])}, without them "
+      f"{num(c['generated']['std_khz_sounding'], '.2f')} vs "
+      f"{num(c['real']['std_khz_sounding'], '.2f')} kHz), "
       f"coherence gen {num(coh['generated'], '.2f')} vs real "
       f"{num(coh['real'], '.2f')} (unrelated gen "
       f"{num(coh['generated_unrelated'], '.2f')}, real "

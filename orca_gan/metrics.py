@@ -41,7 +41,9 @@ The measures
   lie, and an energy-distance two-sample test (Székely & Rizzo 2004, 2013) with a
   permutation p-value between generated and real centroids. A generator that draws its
   calls in the same place again and again has a narrow centroid cloud: large distance,
-  small p-value, small spread.
+  small p-value, small spread. `window_contrast_db` tells apart the windows that hold
+  no sound (`QUIET_DB`): their loudest pixels are speckle, centred in the image, and
+  a few of them widen the frequency spread on their own.
 * `temporal_coherence`: mean Pearson correlation of consecutive windows of a sequence,
   what the LSTMs are there to produce. Of unrelated windows it measures diversity, and
   also on `coarse_windows`: real spectrograms carry speckle, pixel-scale variation
@@ -273,6 +275,30 @@ def energy_centroids(images, transform, top_fraction: float = 0.01) -> np.ndarra
   return np.stack([centroid_s, centroid_khz], axis=1)
 
 
+# A window whose loudest 1 % of pixels stand less than this above its median holds no
+# sound worth locating: on the bench scene, the median real window stands 24 dB out,
+# its quietest 4 % (gaps between calls) 6-8 dB, and generated windows of speckle alone
+# 4-6 dB (benchmarks/README.md, "Where the excess frequency spread comes from").
+QUIET_DB = 8.0
+
+
+def window_contrast_db(images, transform) -> np.ndarray:
+  """How far each window's loudest sound stands out: the 99th percentile of its pixels
+  minus their median, in dB (the transform's scale).
+
+  Args:
+    images: Values in [-1, 1], shape [..., H, W] or [..., H, W, 1].
+    transform: The `spectral.SpectrogramConfig` of the images (gives the dB range).
+
+  Returns:
+    float64 [N].
+  """
+  windows = _as_windows(images)
+  flat = windows.reshape(len(windows), -1)
+  units = np.percentile(flat, 99, axis=1) - np.median(flat, axis=1)
+  return units * (transform.db_max - transform.db_min) / 2.0
+
+
 def _pairwise_distances(points: np.ndarray) -> np.ndarray:
   diff = points[:, None, :] - points[None, :, :]
   return np.sqrt(np.sum(diff**2, axis=-1))
@@ -354,7 +380,8 @@ def energy_distance_test(a, b, num_permutations: int = 1000, seed: int = 0):
 
 
 def centroid_statistics(generated_centroids, real_centroids, transform,
-                        num_permutations: int = 1000, seed: int = 0) -> dict:
+                        num_permutations: int = 1000, seed: int = 0,
+                        generated_contrast_db=None, real_contrast_db=None) -> dict:
   """Compares where generated and real windows put their loudest energy.
 
   Both coordinates are first divided by their range (window_s seconds and
@@ -367,13 +394,17 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
     transform: The `spectral.SpectrogramConfig` of both.
     num_permutations: For the p-value.
     seed: Seed of the permutations.
+    generated_contrast_db: Optional [N_g] `window_contrast_db` of the same windows.
+    real_contrast_db: Optional [N_r], likewise.
 
   Returns:
     {'energy_distance', 'p_value', 'num_permutations', 'generated': {...},
-     'real': {...}}; each set's dict holds its count, the mean and standard
+    'real': {...}}; each set's dict holds its count, the mean and standard
     deviation of both coordinates ('mean_s', 'std_s', 'mean_khz', 'std_khz') and
     their quartiles ('quartiles_s', 'quartiles_khz': 25th, 50th, 75th percentile;
-    unlike the standard deviation, not moved by a few outlying windows).
+    unlike the standard deviation, not moved by a few outlying windows). With its
+    contrast, also 'quiet_share' (the share of windows below `QUIET_DB`) and
+    'std_khz_sounding' (the frequency spread of the others; None if none).
   """
   scale = np.array([transform.window_s, transform.sample_rate_hz / 2000.0])
   generated = np.asarray(generated_centroids, np.float64)
@@ -381,17 +412,24 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
   distance, p_value = energy_distance_test(generated / scale, real / scale,
                                            num_permutations, seed)
 
-  def spread(c):
+  def spread(c, contrast_db):
     quartiles = np.percentile(c, [25, 50, 75], axis=0)   # [3, 2]
-    return {'count': int(len(c)), 'mean_s': float(c[:, 0].mean()),
-            'std_s': float(c[:, 0].std()), 'mean_khz': float(c[:, 1].mean()),
-            'std_khz': float(c[:, 1].std()),
-            'quartiles_s': [float(q) for q in quartiles[:, 0]],
-            'quartiles_khz': [float(q) for q in quartiles[:, 1]]}
+    result = {'count': int(len(c)), 'mean_s': float(c[:, 0].mean()),
+              'std_s': float(c[:, 0].std()), 'mean_khz': float(c[:, 1].mean()),
+              'std_khz': float(c[:, 1].std()),
+              'quartiles_s': [float(q) for q in quartiles[:, 0]],
+              'quartiles_khz': [float(q) for q in quartiles[:, 1]]}
+    if contrast_db is not None:
+      quiet = np.asarray(contrast_db) < QUIET_DB
+      result['quiet_share'] = float(quiet.mean())
+      result['std_khz_sounding'] = (float(c[~quiet, 1].std()) if (~quiet).any()
+                                    else None)
+    return result
 
   return {'energy_distance': distance, 'p_value': p_value,
-          'num_permutations': int(num_permutations), 'generated': spread(generated),
-          'real': spread(real)}
+          'num_permutations': int(num_permutations),
+          'generated': spread(generated, generated_contrast_db),
+          'real': spread(real, real_contrast_db)}
 
 
 def window_correlations(images_a, images_b) -> np.ndarray:

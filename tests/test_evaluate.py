@@ -64,7 +64,7 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   line = result.stdout.strip().splitlines()[-1]
   assert line.startswith('evaluate: FD ') and 'real-vs-real floor' in line, line
   assert 'centroid energy distance' in line and 'coherence gen' in line, line
-  assert 'averaged to 16x16 gen' in line, line
+  assert 'averaged to 16x16 gen' in line and 'windows with no sound gen ' in line, line
   assert sorted(os.listdir(out)) == ['metrics.json', 'report.png']  # No temp files.
   assert (out / 'report.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
@@ -88,7 +88,9 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   assert 0.0 < centroids['p_value'] <= 1.0 and centroids['energy_distance'] >= 0.0
   for name in ('generated', 'real'):
     assert set(centroids[name]) == {'count', 'mean_s', 'std_s', 'mean_khz', 'std_khz',
-                                    'quartiles_s', 'quartiles_khz'}
+                                    'quartiles_s', 'quartiles_khz', 'quiet_share',
+                                    'std_khz_sounding'}
+    assert 0.0 <= centroids[name]['quiet_share'] <= 1.0
     for key in ('quartiles_s', 'quartiles_khz'):
       assert len(centroids[name][key]) == 3 and sorted(centroids[name][key]) == \
           centroids[name][key], key
@@ -317,7 +319,8 @@ def test_compute_metrics_compares_equal_sizes_and_splits_by_recording():
   real = evaluate_lib.RealStatistics(
       features=metrics.window_features(images),
       centroids=metrics.energy_centroids(images, TRANSFORM),
-      file_ids=file_ids, window_indices=window_indices, consecutive=np.zeros([0]),
+      contrast_db=metrics.window_contrast_db(images, TRANSFORM), file_ids=file_ids,
+      window_indices=window_indices, consecutive=np.zeros([0]),
       kept_positions=kept, kept_images=images[kept])
   generated = synthetic_windows(rng, 256).reshape(64, 4, 32, 32)
   config = evaluate_lib.EvaluateConfig(model='m', tfrecords='r', output_dir='o',

@@ -167,6 +167,32 @@ def test_centroid_statistic_flags_a_generator_that_repeats_itself():
                              np.percentile(real[:, 0], [25, 50, 75]))
 
 
+def test_windows_of_speckle_alone_are_quiet_and_set_apart_from_the_spread():
+  """Windows of speckle alone put their centroid at the image centre (4 kHz here) and
+  widen the frequency spread; their contrast names them, and the spread without them
+  is the sounds' own."""
+  rng = np.random.default_rng(6)
+  sounds = rng.uniform(-1.0, -0.9, size=(20, 32, 32))
+  for image, row in zip(sounds, rng.integers(2, 8, size=20)):   # Low sounds, 0.3-1 kHz.
+    image[row - 1:row + 2, 10:20] = 0.0
+  speckle = rng.uniform(-0.62, -0.6, size=(4, 32, 32))          # 1 dB of texture.
+  contrast = metrics.window_contrast_db(np.concatenate([sounds, speckle]), TRANSFORM)
+  # 99th percentile of a sound window: inside its 30-pixel blob (3 % of 1024).
+  np.testing.assert_allclose(contrast[:20], [50.0 * (0.0 - np.median(w)) for w in sounds],
+                             rtol=1e-6)
+  assert np.all(contrast[20:] < 1.0) and metrics.QUIET_DB == 8.0
+  centroids = metrics.energy_centroids(np.concatenate([sounds, speckle]), TRANSFORM)
+  stats = metrics.centroid_statistics(centroids, centroids[:20], TRANSFORM, 20, seed=0,
+                                      generated_contrast_db=contrast,
+                                      real_contrast_db=contrast[:20])
+  generated, real = stats['generated'], stats['real']
+  assert generated['quiet_share'] == pytest.approx(4 / 24) and real['quiet_share'] == 0.0
+  assert generated['std_khz'] > 2 * real['std_khz']   # Widened by 4 windows.
+  assert generated['std_khz_sounding'] == pytest.approx(real['std_khz'])
+  assert 'quiet_share' not in metrics.centroid_statistics(centroids, centroids,
+                                                          TRANSFORM, 20)['real']
+
+
 def test_energy_distance_matches_its_definition():
   rng = np.random.default_rng(6)
   a, b = rng.normal(size=(7, 2)), rng.normal(1.0, 1.0, size=(5, 2))
