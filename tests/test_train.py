@@ -512,6 +512,13 @@ def _start_workers(flags, tmp_path):
   return processes
 
 
+def _wait_for_step(process, step):
+  """Reads a running bin/train's stdout up to its log line of `step` (or its end)."""
+  for line in process.stdout:
+    if line.startswith(f'step {step}:'):
+      return
+
+
 def _train_workers(flags, tmp_path):
   """bin/train --strategy multi_worker in two processes on localhost; their outputs."""
   processes = _start_workers(flags, tmp_path)
@@ -578,9 +585,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_saved_step(record_dir, tmp_path
            '--save_every', '100000', '--image_every', '100000']
   processes = _start_workers([*flags, '--steps', '100000'], tmp_path)
   try:
-    for line in processes[1].stdout:   # Wait until training is under way.
-      if line.startswith('step 2:'):
-        break
+    _wait_for_step(processes[1], 2)
     processes[1].send_signal(signal.SIGTERM)
     outputs = [p.communicate(timeout=120) for p in processes]
   finally:
@@ -605,9 +610,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_saved_step(record_dir, tmp_path
   # Killed without a signal, a worker saves nothing: the chief says so on one line.
   processes = _start_workers([*flags, '--steps', '100000'], tmp_path)
   try:
-    for line in processes[1].stdout:
-      if line.startswith(f'step {step + 2}:'):
-        break
+    _wait_for_step(processes[1], step + 2)
     processes[1].kill()
     _, stderr = processes[0].communicate(timeout=120)
   finally:
@@ -717,9 +720,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(record_dir, tmp_path):
        '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16', '--df_dim',
        '8'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
   try:
-    for line in process.stdout:      # Wait until training is under way.
-      if line.startswith('step 1:'):
-        break
+    _wait_for_step(process, 1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
   finally:
