@@ -23,21 +23,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from orca_gan import data  # noqa: E402
 from orca_gan import evaluate_lib  # noqa: E402
 from orca_gan import metrics  # noqa: E402
 from orca_gan import records  # noqa: E402
 
 
-def describe(name: str, images: np.ndarray, transform, split_khz: float) -> str:
-  centroids = metrics.energy_centroids(images, transform)
+def describe(name: str, centroids: np.ndarray, contrast: np.ndarray,
+             split_khz: float) -> str:
+  """One line for a set of windows, from their energy centroids and contrast (dB)."""
   above = centroids[:, 1] > split_khz
-  contrast = metrics.window_contrast_db(images, transform)
 
   def mean(x, digits=2):
     return f'{x.mean():.{digits}f}' if len(x) else '-'
 
-  return (f'{name:9s} {len(images):5d} windows; above {split_khz:g} kHz: '
+  return (f'{name:9s} {len(centroids):5d} windows; above {split_khz:g} kHz: '
           f'{100 * above.mean():4.1f} %, contrast {mean(contrast[above], 1)} dB (others '
           f'{mean(contrast[~above], 1)}), centroid {mean(centroids[above, 0])} s '
           f'{mean(centroids[above, 1])} kHz; frequency spread {centroids[:, 1].std():.2f} '
@@ -57,11 +56,13 @@ def main():
   manifest = records.read_manifest(args.tfrecords)
   transform = records.manifest_config(manifest)
   generated = evaluate_lib.generate(loaded, args.num_sequences, 4, args.seed)
-  real = np.concatenate([batch['image'] for batch in data.read_windows(
-      args.tfrecords, manifest).batch(256).as_numpy_iterator()])
-  for name, images in (('generated', generated.reshape(-1, *generated.shape[-2:])),
-                       ('real', real)):
-    print(describe(name, images, transform, args.split_khz))
+  generated = generated.reshape(-1, *generated.shape[-2:])
+  print(describe('generated', metrics.energy_centroids(generated, transform),
+                 metrics.window_contrast_db(generated, transform), args.split_khz))
+  # bin/evaluate's streaming pass over the records (its default --top_fraction).
+  real = evaluate_lib.read_real(args.tfrecords, manifest, transform,
+                                evaluate_lib.EvaluateConfig.top_fraction, args.seed)
+  print(describe('real', real.centroids, real.contrast_db, args.split_khz))
 
 
 if __name__ == '__main__':
