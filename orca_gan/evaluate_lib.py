@@ -22,8 +22,8 @@ generator, reads every window of a make_tfrecords folder, and writes to `output_
   - `centroids`: energy distance and permutation p-value between the generated and
     the real energy centroids (at most `MAX_CENTROID_POINTS` of each, drawn with the
     seed), and the mean and spread of both clouds; the share of windows that hold no
-    sound (`metrics.QUIET_DB`: speckle alone, whose centroid is the image centre) and
-    the frequency spread of the others (`std_khz_sounding`).
+    sound (contrast below `--quiet_db`: speckle alone, whose centroid is the image
+    centre) and the frequency spread of the others (`std_khz_sounding`).
   - `temporal_coherence`: mean correlation of consecutive windows, generated (within
     sequences) and real (every pair of consecutive windows of a recording); and of
     unrelated windows (generated: same step of different sequences; real: random
@@ -93,6 +93,11 @@ class EvaluateConfig:
       'Fraction of the loudest pixels of a window that give its energy centroid.')
   num_permutations: int = configs.flag(1000,
       'Permutations for the p-value of the centroid test.')
+  quiet_db: float = configs.flag(metrics.QUIET_DB,
+      'A window whose loudest 1 % of pixels stand less than this many dB above its '
+      'median holds no sound (its centroid is the image centre): counted apart. 8 fits '
+      'the bench scene (sounds 6-24 dB out, speckle 4-6); loud broadband noise may '
+      'need more.')
 
   def __post_init__(self):
     configs.check(self, EvaluationError)
@@ -105,6 +110,8 @@ class EvaluateConfig:
     if not 0.0 < self.top_fraction <= 1.0:
       raise EvaluationError(f'--top_fraction must be in (0, 1], got '
                             f'{self.top_fraction}')
+    if not self.quiet_db > 0.0:
+      raise EvaluationError(f'--quiet_db must be positive, got {self.quiet_db}')
 
 
 def load_generator(path: str):
@@ -391,8 +398,8 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   centroids = metrics.centroid_statistics(
       gen_points[:, :2], real_points[:, :2], transform, config.num_permutations,
       config.seed, generated_contrast_db=gen_points[:, 2],
-      real_contrast_db=real_points[:, 2])
-  centroids['quiet_db'] = metrics.QUIET_DB
+      real_contrast_db=real_points[:, 2], quiet_db=config.quiet_db)
+  centroids['quiet_db'] = config.quiet_db
   centroids['top_fraction'] = config.top_fraction
 
   gen_consecutive = (metrics.consecutive_correlations(generated) if seq_len > 1

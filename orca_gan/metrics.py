@@ -276,9 +276,10 @@ def energy_centroids(images, transform, top_fraction: float = 0.01) -> np.ndarra
 
 
 # A window whose loudest 1 % of pixels stand less than this above its median holds no
-# sound worth locating: on the bench scene, the median real window stands 24 dB out,
-# its quietest 4 % (gaps between calls) 6-8 dB, and generated windows of speckle alone
-# 4-6 dB (benchmarks/README.md, "Where the excess frequency spread comes from").
+# sound worth locating (bin/evaluate's default --quiet_db): on the bench scene, the
+# median real window stands 24 dB out, its quietest 4 % (gaps between calls) 6-8 dB,
+# and generated windows of speckle alone 4-6 dB (benchmarks/README.md, "Where the
+# excess frequency spread comes from").
 QUIET_DB = 8.0
 
 
@@ -381,7 +382,8 @@ def energy_distance_test(a, b, num_permutations: int = 1000, seed: int = 0):
 
 def centroid_statistics(generated_centroids, real_centroids, transform,
                         num_permutations: int = 1000, seed: int = 0,
-                        generated_contrast_db=None, real_contrast_db=None) -> dict:
+                        generated_contrast_db=None, real_contrast_db=None,
+                        quiet_db: float = QUIET_DB) -> dict:
   """Compares where generated and real windows put their loudest energy.
 
   Both coordinates are first divided by their range (window_s seconds and
@@ -396,6 +398,7 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
     seed: Seed of the permutations.
     generated_contrast_db: Optional [N_g] `window_contrast_db` of the same windows.
     real_contrast_db: Optional [N_r], likewise.
+    quiet_db: Windows whose contrast is below this hold no sound.
 
   Returns:
     {'energy_distance', 'p_value', 'num_permutations', 'generated': {...},
@@ -403,7 +406,7 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
     deviation of both coordinates ('mean_s', 'std_s', 'mean_khz', 'std_khz') and
     their quartiles ('quartiles_s', 'quartiles_khz': 25th, 50th, 75th percentile;
     unlike the standard deviation, not moved by a few outlying windows). With its
-    contrast, also 'quiet_share' (the share of windows below `QUIET_DB`) and
+    contrast, also 'quiet_share' (the share of windows below `quiet_db`) and
     'std_khz_sounding' (the frequency spread of the others; None if none).
   """
   scale = np.array([transform.window_s, transform.sample_rate_hz / 2000.0])
@@ -420,7 +423,7 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
               'quartiles_s': [float(q) for q in quartiles[:, 0]],
               'quartiles_khz': [float(q) for q in quartiles[:, 1]]}
     if contrast_db is not None:
-      quiet = np.asarray(contrast_db) < QUIET_DB
+      quiet = np.asarray(contrast_db) < quiet_db
       result['quiet_share'] = float(quiet.mean())
       result['std_khz_sounding'] = (float(c[~quiet, 1].std()) if (~quiet).any()
                                     else None)

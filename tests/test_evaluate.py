@@ -59,7 +59,8 @@ def finite_numbers(value, where=''):
 def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   out = tmp_path / 'eval'
   result = run_app('evaluate', '--model', exported['generator'], '--tfrecords',
-                   record_dir, '--output_dir', str(out), '--seed', '3', *FAST)
+                   record_dir, '--output_dir', str(out), '--seed', '3',
+                   '--quiet_db', '6.5', *FAST)
   assert result.returncode == 0, result.stderr[-3000:]
   line = result.stdout.strip().splitlines()[-1]
   assert line.startswith('evaluate: FD ') and 'real-vs-real floor' in line, line
@@ -86,6 +87,7 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
                                                  'real_vs_real_floor'))
   centroids = written['centroids']
   assert 0.0 < centroids['p_value'] <= 1.0 and centroids['energy_distance'] >= 0.0
+  assert centroids['quiet_db'] == 6.5
   for name in ('generated', 'real'):
     assert set(centroids[name]) == {'count', 'mean_s', 'std_s', 'mean_khz', 'std_khz',
                                     'quartiles_s', 'quartiles_khz', 'quiet_share',
@@ -188,6 +190,7 @@ BAD_INPUTS = {
                 'recording in {records} (5 windows)'),
     'num_sequences': (['--num_sequences', '1'],
                       'error: --num_sequences must be at least 2, got 1'),
+    'quiet_db': (['--quiet_db', '0'], 'error: --quiet_db must be positive, got 0.0'),
 }
 
 

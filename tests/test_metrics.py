@@ -191,6 +191,12 @@ def test_windows_of_speckle_alone_are_quiet_and_set_apart_from_the_spread():
   assert generated['std_khz_sounding'] == pytest.approx(real['std_khz'])
   assert 'quiet_share' not in metrics.centroid_statistics(centroids, centroids,
                                                           TRANSFORM, 20)['real']
+  # A threshold above every sound's contrast leaves no window sounding.
+  loud = metrics.centroid_statistics(centroids, centroids[:20], TRANSFORM, 20, seed=0,
+                                     generated_contrast_db=contrast,
+                                     real_contrast_db=contrast[:20],
+                                     quiet_db=contrast.max() + 1.0)['real']
+  assert loud['quiet_share'] == 1.0 and loud['std_khz_sounding'] is None
 
 
 def test_energy_distance_matches_its_definition():
