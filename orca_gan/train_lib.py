@@ -199,10 +199,11 @@ def train(trainer: trainers.GanTrainer) -> dict:
           loop.image()
         if loop.step % config.save_every == 0:
           loop.save()
-        if trainer.stop_agreed(interrupted.is_set()):
+        here = interrupted.is_set()
+        if trainer.stop_agreed(here):
           loop.save()
-          trainer.log(f'interrupted{"" if interrupted.is_set() else " on another worker"}'
-                      f': saved step {loop.step}')
+          trainer.log(f'interrupted{"" if here else " on another worker"}: saved step '
+                      f'{loop.step}')
           raise KeyboardInterrupt
     loop.save()
   finally:
