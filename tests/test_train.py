@@ -60,6 +60,11 @@ def record_dir(tmp_path_factory):
   return out
 
 
+# bin/train's model flags for a model small enough to train a step in a second.
+_TINY_MODEL_FLAGS = ('--z_dim', '8', '--g_lstm_units', '16', '--d_lstm_units', '16',
+                     '--gf_dim', '16', '--df_dim', '8')
+
+
 def tiny_config(record_dir, logdir, **overrides):
   fields = dict(tfrecords=record_dir, logdir=str(logdir), steps=2, batch_size=4,
                 seq_len=3, z_dim=8, g_lstm_units=16, d_lstm_units=16, gf_dim=32,
@@ -535,10 +540,9 @@ def _train_workers(flags, tmp_path):
 def test_two_workers_compute_what_one_process_computes_and_resume(record_dir, tmp_path):
   (tmp_path / 'tmp').mkdir()
   logdir = tmp_path / 'workers'
-  flags = ['--tfrecords', record_dir, '--batch_size', '4', '--seq_len', '2', '--z_dim',
-           '8', '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16',
-           '--df_dim', '8', '--save_every', '2', '--summary_every', '1', '--image_every',
-           '2', '--g_ema', '0.5']
+  flags = ['--tfrecords', record_dir, '--batch_size', '4', '--seq_len', '2',
+           *_TINY_MODEL_FLAGS, '--save_every', '2', '--summary_every', '1',
+           '--image_every', '2', '--g_ema', '0.5']
   first = _train_workers([*flags, '--logdir', str(logdir), '--steps', '2'], tmp_path)
   assert 'worker 1 of 2 workers' in first[1]
   # Both restarted: they resume from the chief's checkpoint.
@@ -580,8 +584,7 @@ def test_sigterm_to_one_worker_stops_both_at_one_saved_step(record_dir, tmp_path
   (tmp_path / 'tmp').mkdir()
   logdir = tmp_path / 'workers'
   flags = ['--tfrecords', record_dir, '--logdir', str(logdir), '--batch_size', '4',
-           '--seq_len', '2', '--z_dim', '8', '--g_lstm_units', '16', '--d_lstm_units',
-           '16', '--gf_dim', '16', '--df_dim', '8', '--summary_every', '1',
+           '--seq_len', '2', *_TINY_MODEL_FLAGS, '--summary_every', '1',
            '--save_every', '100000', '--image_every', '100000']
   processes = _start_workers([*flags, '--steps', '100000'], tmp_path)
   try:
@@ -679,9 +682,7 @@ def test_other_losses_train(record_dir, tmp_path, loss):
 def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
   result = run_app('train', '--flagfile', os.path.join(REPO, 'configs', 'cpu.flags'),
                    '--tfrecords', record_dir, '--logdir', str(tmp_path), '--steps', '1',
-                   '--batch_size', '2', '--seq_len', '2', '--z_dim', '8',
-                   '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16',
-                   '--df_dim', '8')
+                   '--batch_size', '2', '--seq_len', '2', *_TINY_MODEL_FLAGS)
   assert result.returncode == 0, result.stderr[-2000:]
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['train']['d_lr'] == 4e-4 and saved['train']['r1_weight'] == 0.2
@@ -692,9 +693,8 @@ def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
 
 def test_cli_mixed_precision_runs(record_dir, tmp_path):
   result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
-                   '--steps', '1', '--batch_size', '2', '--seq_len', '2', '--z_dim',
-                   '8', '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim',
-                   '16', '--df_dim', '8', '--mixed_precision')
+                   '--steps', '1', '--batch_size', '2', '--seq_len', '2',
+                   *_TINY_MODEL_FLAGS, '--mixed_precision')
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().splitlines()[-1].startswith('train: step 1, d_loss')
 
@@ -702,8 +702,7 @@ def test_cli_mixed_precision_runs(record_dir, tmp_path):
 def test_steps_zero_exports_the_untrained_models(record_dir, tmp_path):
   from orca_gan import export_lib
   result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
-                   '--steps', '0', '--z_dim', '8', '--g_lstm_units', '16',
-                   '--d_lstm_units', '16', '--gf_dim', '16', '--df_dim', '8')
+                   '--steps', '0', *_TINY_MODEL_FLAGS)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().splitlines()[-1].startswith('train: step 0; exported')
   assert export_lib.read_metadata(str(tmp_path / 'export' / 'generator'))['step'] == 0
@@ -716,9 +715,8 @@ def test_sigterm_saves_a_checkpoint_and_exits(record_dir, tmp_path):
   process = subprocess.Popen(
       [sys.executable, os.path.join(REPO, 'bin', 'train'), '--tfrecords', record_dir,
        '--logdir', str(logdir), '--steps', '100000', '--summary_every', '1',
-       '--save_every', '100000', '--batch_size', '2', '--seq_len', '2', '--z_dim', '8',
-       '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '16', '--df_dim',
-       '8'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+       '--save_every', '100000', '--batch_size', '2', '--seq_len', '2',
+       *_TINY_MODEL_FLAGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
   try:
     _wait_for_step(process, 1)
     process.send_signal(signal.SIGTERM)
