@@ -139,6 +139,12 @@ class TrainConfig:
       'Decay of an exponential moving average of the generator weights, updated every '
       'step (e.g. 0.995 as configs/cpu.flags; Karras et al. 2018); samples.png and the '
       'export use the average, training goes on from the raw weights. 0 = off.')
+  export_generator: str = configs.flag('average',
+      'With --g_ema, the generator the export holds: average (as samples.png) or raw '
+      '(the weights training goes on from). The average draws smoother windows: it '
+      'blurs the pixel-scale texture the raw weights paint (benchmarks/README.md). '
+      'Rerun a finished run with its --steps and another --export_dir to export the '
+      'other one.', choices=('average', 'raw'))
   seed: int = configs.flag(0, 'Seed of latents, data order and initial weights.')
   augment: bool = configs.flag(False,
       'Differentiable augmentation (DiffAugment): every window the discriminator sees, '
@@ -460,8 +466,14 @@ class GanTrainer:
 
   @property
   def generator_for_use(self) -> models.Generator:
-    """The generator that samples and exports: the average of --g_ema, if on."""
+    """The generator that samples: the average of --g_ema, if on."""
     return self.generator if self.generator_ema is None else self.generator_ema
+
+  @property
+  def generator_to_export(self) -> models.Generator:
+    """The generator --export_generator names (the raw weights without --g_ema)."""
+    return (self.generator if self.config.export_generator == 'raw'
+            else self.generator_for_use)
 
   def _reset_generator_ema(self) -> None:
     """Starts the average at the generator's current weights."""

@@ -814,25 +814,30 @@ def test_generator_average_steps_resumes_and_is_the_one_used(record_dir, tmp_pat
       tiny_config(record_dir, tmp_path / 'bad', g_ema=bad)
 
 
-def test_cli_exports_the_generator_average(record_dir, tmp_path):
+def test_cli_exports_the_generator_average_or_the_raw_weights(record_dir, tmp_path):
   from orca_gan import export_lib
-  result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
-                   '--steps', '2', '--batch_size', '4', '--seq_len', '3', '--z_dim', '8',
-                   '--g_lstm_units', '16', '--d_lstm_units', '16', '--gf_dim', '32',
-                   '--df_dim', '8', '--g_ema', '0.5')
+  flags = ['--tfrecords', record_dir, '--logdir', str(tmp_path), '--steps', '2',
+           '--batch_size', '4', '--seq_len', '3', '--z_dim', '8', '--g_lstm_units', '16',
+           '--d_lstm_units', '16', '--gf_dim', '32', '--df_dim', '8', '--g_ema', '0.5']
+  result = run_app('train', *flags)
+  assert result.returncode == 0, result.stderr[-2000:]
+  # The finished run again, at its own step: it trains nothing and exports the raw
+  # weights beside the average.
+  result = run_app('train', *flags, '--export_generator', 'raw', '--export_dir',
+                   str(tmp_path / 'export_raw'))
   assert result.returncode == 0, result.stderr[-2000:]
   trainer = quiet_trainer(tiny_config(record_dir, tmp_path, g_ema=0.5))
   trainer.restore()
   assert trainer.current_step == 2
   z = models.sample_latents(tf.constant([3, 4]), 2, 3, trainer.model_config)
-  exported = export_lib.load(str(tmp_path / 'export' / 'generator'), 'generator')
-  got = exported.signatures['serving_default'](z=z)['images'].numpy()
   average, _ = models.generate_sequence(trainer.generator_ema, z)
   raw, _ = models.generate_sequence(trainer.generator, z)
-  np.testing.assert_allclose(got, average.numpy(), atol=1e-5)
-  assert export_lib.read_metadata(str(tmp_path / 'export' / 'generator'))[
-      'generator_ema'] == 0.5
-  assert np.abs(got - raw.numpy()).max() > 1e-3
+  assert np.abs(average.numpy() - raw.numpy()).max() > 1e-3
+  for export, expected, decay in (('export', average, 0.5), ('export_raw', raw, 0.0)):
+    path = str(tmp_path / export / 'generator')
+    got = export_lib.load(path, 'generator').signatures['serving_default'](z=z)
+    np.testing.assert_allclose(got['images'].numpy(), expected.numpy(), atol=1e-5)
+    assert export_lib.read_metadata(path)['generator_ema'] == decay
 
 
 def test_r1_adds_half_its_weight_times_the_penalty_to_the_discriminator_loss(record_dir,

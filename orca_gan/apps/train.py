@@ -44,12 +44,13 @@ def main(argv):
               f'writes to {config.logdir}', flush=True)
       metrics = train_lib.train(trainer)
       paths = export_lib.export_models(
-          trainer.generator_for_use, trainer.discriminator, trainer.model_config,
+          trainer.generator_to_export, trainer.discriminator, trainer.model_config,
           trainer.transform, (config.resolved_export_dir if chief
                               else os.path.join(trainer.write_dir, 'export')),
           extra_metadata={'step': trainer.current_step,
                           # 0: the raw generator weights; else the decay of their average.
-                          'generator_ema': config.g_ema})
+                          'generator_ema': (0.0 if config.export_generator == 'raw'
+                                            else config.g_ema)})
     finally:
       trainer.close()
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
