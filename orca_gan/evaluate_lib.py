@@ -29,7 +29,12 @@ generator, reads every window of a make_tfrecords folder, and writes to `output_
     unrelated windows (generated: same step of different sequences; real: random
     pairs that are not neighbours), the level that coherence has to beat, also on
     `metrics.coarse_windows` (`*_unrelated_coarse`: without the speckle, which real
-    windows have and a smooth generator lacks).
+    windows have and a smooth generator lacks), and on `metrics.speckle`
+    (`*_unrelated_speckle`: near 0 for real windows, whose speckle is random; high for
+    a generator that paints one texture into every window).
+  - `speckle`: the standard deviation of `metrics.speckle`, the pixel-scale texture,
+    averaged over generated windows and over the kept real ones. A generator below
+    real's draws smoother windows than the recordings hold.
   - `nearest_neighbour`: feature-space distances generated -> real (the records are
     meant to be the training set), generated -> generated and real -> real (at most
     `MAX_NEAREST_QUERIES` real queries), and the fractions below the real 1st
@@ -412,6 +417,8 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   real_unrelated = metrics.window_correlations(*real_pairs)
   coarse = {name: metrics.window_correlations(*map(metrics.coarse_windows, pairs))
             for name, pairs in (('generated', gen_pairs), ('real', real_pairs))}
+  fine = {name: metrics.window_correlations(*map(metrics.speckle, pairs))
+          for name, pairs in (('generated', gen_pairs), ('real', real_pairs))}
   coherence = {
       'generated': _mean_or_none(gen_consecutive),
       'real': _mean_or_none(real.consecutive),
@@ -419,6 +426,8 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
       'real_unrelated': _mean_or_none(real_unrelated),
       'generated_unrelated_coarse': _mean_or_none(coarse['generated']),
       'real_unrelated_coarse': _mean_or_none(coarse['real']),
+      'generated_unrelated_speckle': _mean_or_none(fine['generated']),
+      'real_unrelated_speckle': _mean_or_none(fine['real']),
       'pairs': {'generated': len(gen_consecutive), 'real': len(real.consecutive),
                 'generated_unrelated': len(gen_unrelated),
                 'real_unrelated': len(real_unrelated)},
@@ -433,8 +442,10 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   nearest = metrics.nearest_neighbour_summary(gen_to_real, gen_to_gen, real_to_real)
   nearest['space'] = 'window_features (Euclidean)'
 
+  speckle = {'generated': float(metrics.speckle(gen_windows).std(axis=(1, 2)).mean()),
+             'real': _mean_or_none(metrics.speckle(real.kept_images).std(axis=(1, 2)))}
   result = {'frechet_distance': frechet, 'kernel_distance': kernel,
-            'centroids': centroids,
+            'centroids': centroids, 'speckle': speckle,
             'temporal_coherence': coherence, 'nearest_neighbour': nearest}
   arrays = {'gen_features': gen_features, 'real_features': real_features,
             'gen_centroids': gen_centroids, 'real_centroids': real.centroids,
@@ -492,7 +503,11 @@ def summary_line(result: dict, output_dir: str) -> str:
       f"{num(coh['real_unrelated'], '.2f')}; averaged to {metrics.COARSE_SIZE}x"
       f"{metrics.COARSE_SIZE} gen "
       f"{num(coh['generated_unrelated_coarse'], '.2f')}, real "
-      f"{num(coh['real_unrelated_coarse'], '.2f')}), NN distance to real median "
+      f"{num(coh['real_unrelated_coarse'], '.2f')}; their speckle gen "
+      f"{num(coh['generated_unrelated_speckle'], '.2f')}, real "
+      f"{num(coh['real_unrelated_speckle'], '.2f')}), speckle gen "
+      f"{num(result['speckle']['generated'], '.3f')} vs real "
+      f"{num(result['speckle']['real'], '.3f')}, NN distance to real median "
       f"{num(nn['generated_to_train'].get('median'))} (real-to-real "
       f"{num(nn['train_to_train'].get('median'))}), "
       f"within the real-to-real 1st percentile: "

@@ -51,6 +51,11 @@ The measures
   generator that paints smooth images correlates more than real ones even if it
   varies its sounds as they do; the coarse correlation, of `COARSE_SIZE`-pixel block
   averages, tells the two apart.
+* `speckle`: each pixel minus the mean of its 3x3 neighbourhood, the pixel-scale
+  texture. Its standard deviation is how much speckle a window carries; the
+  correlation of two unrelated windows' speckle whether it is random, as in real
+  spectrograms (near 0), or a fixed pattern that a generator's convolutions paint
+  into every window alike.
 * `nearest_neighbour_distances` + `nearest_neighbour_summary`: distances from each
   generated window to its closest training window and closest other generated window
   in feature space; copies of training windows show up as near-zero distances (the
@@ -476,6 +481,22 @@ def coarse_windows(images) -> np.ndarray:
   n, h, w = windows.shape
   f = max(1, h // COARSE_SIZE)
   return windows.reshape(n, h // f, f, w // f, f).mean(axis=(2, 4))
+
+
+def speckle(images) -> np.ndarray:
+  """Each pixel minus the mean of its 3x3 neighbourhood (edges repeated).
+
+  Args:
+    images: [..., H, W] or [..., H, W, 1].
+
+  Returns:
+    float64 [N, H, W].
+  """
+  windows = _as_windows(images)
+  _, h, w = windows.shape
+  padded = np.pad(windows, ((0, 0), (1, 1), (1, 1)), mode='edge')
+  neighbourhood = sum(padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
+  return windows - neighbourhood / 9.0
 
 
 def consecutive_correlations(sequences) -> np.ndarray:

@@ -100,8 +100,10 @@ def test_cli_writes_metrics_and_report(record_dir, exported, tmp_path):
   # 6 sequences x 2 steps; files of 5, 4, 3 windows have 4 + 3 + 2 neighbours.
   assert coherence['pairs']['generated'] == 12 and coherence['pairs']['real'] == 9
   for key in ('generated', 'real', 'generated_unrelated', 'real_unrelated',
-              'generated_unrelated_coarse', 'real_unrelated_coarse'):
+              'generated_unrelated_coarse', 'real_unrelated_coarse',
+              'generated_unrelated_speckle', 'real_unrelated_speckle'):
     assert -1.0 <= coherence[key] <= 1.0, key
+  assert written['speckle']['generated'] > 0.0 and written['speckle']['real'] > 0.0
   nearest = written['nearest_neighbour']
   for key in ('generated_to_train', 'generated_to_generated', 'train_to_train'):
     assert set(nearest[key]) == {'count', 'min', 'p01', 'p10', 'median', 'mean'}, key
@@ -340,6 +342,31 @@ def test_compute_metrics_compares_equal_sizes_and_splits_by_recording():
   assert (fd, result['kernel_distance']) == expected
   line = evaluate_lib.summary_line(evaluate_lib._jsonable(result), 'out')
   assert '256 windows each, halves by recording segment), KID ' in line, line
+
+
+def test_compute_metrics_sees_a_texture_painted_into_every_generated_window():
+  rng = np.random.default_rng(7)
+  images = synthetic_windows(rng, 256)
+  real = evaluate_lib.RealStatistics(
+      features=metrics.window_features(images),
+      centroids=metrics.energy_centroids(images, TRANSFORM),
+      contrast_db=metrics.window_contrast_db(images, TRANSFORM),
+      file_ids=np.repeat(np.arange(4), 64), window_indices=np.tile(np.arange(64), 4),
+      consecutive=np.zeros([0]), kept_positions=np.arange(128), kept_images=images[:128])
+  smooth = synthetic_windows(rng, 256) * 0.5 - 0.3
+  painted = (smooth + rng.uniform(-0.3, 0.3, (32, 32))).reshape(64, 4, 32, 32)
+  config = evaluate_lib.EvaluateConfig(model='m', tfrecords='r', output_dir='o',
+                                       num_permutations=20)
+  result, _ = evaluate_lib.compute_metrics(painted, real, TRANSFORM, config)
+  coherence = result['temporal_coherence']
+  assert coherence['generated_unrelated_speckle'] > 0.5
+  assert abs(coherence['real_unrelated_speckle']) < 0.1
+  assert result['speckle']['real'] == pytest.approx(
+      metrics.speckle(images[:128]).std(axis=(1, 2)).mean())
+  line = evaluate_lib.summary_line(evaluate_lib._jsonable(result), 'out')
+  assert (f"their speckle gen {coherence['generated_unrelated_speckle']:.2f}, real "
+          f"{coherence['real_unrelated_speckle']:.2f}), speckle gen "
+          f"{result['speckle']['generated']:.3f} vs real ") in line, line
 
 
 def test_a_long_tape_and_a_short_clip_split_by_segments():

@@ -252,6 +252,32 @@ def test_coarse_correlation_sees_past_speckle_that_pixels_do_not():
   assert abs(smooth_coarse - speckled_coarse) < 0.2 * (smooth_pixels - speckled_pixels)
 
 
+def test_speckle_tells_a_painted_texture_from_random_speckle():
+  """Real speckle is drawn anew in every window; a generator's convolutions can paint
+  one texture into all of them, which the speckle of unrelated windows shows and the
+  block averages do not."""
+  rng = np.random.default_rng(10)
+  ramp = np.linspace(-0.5, 0.5, 32)
+  np.testing.assert_allclose(metrics.speckle(np.full([2, 32, 32], 0.3)), 0.0, atol=1e-12)
+  # A plane in the interior has no speckle; the repeated edges do not invent any.
+  plane = (ramp[:, None] + ramp[None, :])[None]
+  np.testing.assert_allclose(metrics.speckle(plane)[0, 1:-1, 1:-1], 0.0, atol=1e-12)
+  sounds = rng.uniform(-0.3, 0.3, size=(200, 1, 1)) + np.broadcast_to(
+      ramp[:, None], (32, 32))                                   # [200, 32, 32]
+  random = sounds + rng.normal(0, 0.05, sounds.shape)
+  painted = sounds + rng.normal(0, 0.05, (32, 32))          # One texture for all.
+  # Independent noise of std s leaves sqrt(1 - 1/9) s around its 3x3 mean.
+  assert metrics.speckle(random).std() == pytest.approx(0.05 * np.sqrt(8 / 9), rel=0.05)
+  unrelated = {}
+  for name, windows in (('random', random), ('painted', painted)):
+    pairs = (windows[::2], windows[1::2])
+    unrelated[name] = (metrics.window_correlations(*map(metrics.speckle, pairs)).mean(),
+                       metrics.window_correlations(
+                           *map(metrics.coarse_windows, pairs)).mean())
+  assert abs(unrelated['random'][0]) < 0.05 and unrelated['painted'][0] > 0.95
+  assert abs(unrelated['random'][1] - unrelated['painted'][1]) < 0.05, unrelated
+
+
 def test_temporal_coherence_is_higher_for_repeated_than_for_shuffled_windows():
   rng = np.random.default_rng(8)
   base = rng.uniform(-1, 1, size=(16, 1, 32, 32))
