@@ -342,6 +342,11 @@ def load(path: str, kind: str) -> LoadedModel:
   metadata = _metadata_of(loaded, path)
   if metadata['kind'] != kind:
     raise ValueError(f'{path} is a {metadata["kind"]} SavedModel; expected a {kind}')
+  unknown = sorted(set(metadata['model_config']) -
+                   {f.name for f in dataclasses.fields(models.ModelConfig)})
+  if unknown:
+    raise ValueError(f'{path}: made by a newer orca_gan (model settings this version '
+                     f'does not know: {", ".join(unknown)}); update orca_gan')
   return LoadedModel(path=path, kind=kind, saved_model=loaded, metadata=metadata,
                      model_config=models.ModelConfig(**metadata['model_config']),
                      transform=spectral.SpectrogramConfig.from_dict(metadata['transform']))

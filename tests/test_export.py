@@ -257,6 +257,16 @@ def test_read_metadata_rejects_other_folders(tmp_path, make_folder, reason):
     assert '\n' not in message
 
 
+def test_load_names_model_settings_of_a_newer_version(exported, tmp_path):
+  metadata = export_lib.read_metadata(os.path.join(exported[2], 'generator'))
+  metadata['model_config']['wings'] = 2
+  path = _save_plain_module(tmp_path / 'newer', json.dumps(metadata))
+  with pytest.raises(ValueError, match=re.escape(
+      f'{path}: made by a newer orca_gan (model settings this version does not know: '
+      'wings); update orca_gan')):
+    export_lib.load(path, 'generator')
+
+
 def test_load_checks_kind(exported):
   export_dir = exported[2]
   generator_path = os.path.join(export_dir, 'generator')
