@@ -417,8 +417,13 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   real_unrelated = metrics.window_correlations(*real_pairs)
   coarse = {name: metrics.window_correlations(*map(metrics.coarse_windows, pairs))
             for name, pairs in (('generated', gen_pairs), ('real', real_pairs))}
-  fine = {name: metrics.window_correlations(*map(metrics.speckle, pairs))
-          for name, pairs in (('generated', gen_pairs), ('real', real_pairs))}
+  gen_speckle = metrics.speckle(generated)                    # [N * T, H, W]
+  gen_speckle = gen_speckle.reshape(generated.shape[:2] + gen_speckle.shape[1:])
+  real_speckle = metrics.speckle(real.kept_images)
+  fine = {'generated': metrics.window_correlations(
+              gen_speckle, np.roll(gen_speckle, 1, axis=0)),
+          'real': metrics.window_correlations(real_speckle[first],
+                                              real_speckle[second])}
   coherence = {
       'generated': _mean_or_none(gen_consecutive),
       'real': _mean_or_none(real.consecutive),
@@ -442,8 +447,8 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   nearest = metrics.nearest_neighbour_summary(gen_to_real, gen_to_gen, real_to_real)
   nearest['space'] = 'window_features (Euclidean)'
 
-  speckle = {'generated': float(metrics.speckle(gen_windows).std(axis=(1, 2)).mean()),
-             'real': _mean_or_none(metrics.speckle(real.kept_images).std(axis=(1, 2)))}
+  speckle = {'generated': float(gen_speckle.std(axis=(-2, -1)).mean()),
+             'real': _mean_or_none(real_speckle.std(axis=(-2, -1)))}
   result = {'frechet_distance': frechet, 'kernel_distance': kernel,
             'centroids': centroids, 'speckle': speckle,
             'temporal_coherence': coherence, 'nearest_neighbour': nearest}
