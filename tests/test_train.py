@@ -344,6 +344,13 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
   quiet_trainer(tiny_config(record_dir, tmp_path))
   with pytest.raises(trainers.TrainingError, match='other model settings \\(noise_inputs'):
     quiet_trainer(tiny_config(record_dir, tmp_path, g_noise=True))
+  # A run of a newer version, with a model setting this one does not know.
+  saved['model']['wings'] = 2
+  path.write_text(json.dumps(saved))
+  with pytest.raises(trainers.TrainingError, match='other model settings \\(wings\\)'):
+    quiet_trainer(tiny_config(record_dir, tmp_path))
+  del saved['model']['wings']
+  path.write_text(json.dumps(saved))
   # The data order is part of the run: another seed or batch would not resume it.
   with pytest.raises(trainers.TrainingError,
                      match='other data settings \\(batch_size, seed\\)'):
