@@ -71,7 +71,8 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
   print(f'  {"":22}{"FD same-size":>13}{"(floor)":>8}{"KID":>8}{"(floor)":>8}'
         f'{"unrelated corr":>15}{"(real)":>7}{"coarse":>7}{"(real)":>7}'
         f'{"spread s":>9}{"(real)":>7}'
-        f'{"spread kHz":>11}{"(real)":>7}{"median kHz":>11}{"(real)":>7}')
+        f'{"spread kHz":>11}{"(real)":>7}{"median kHz":>11}{"(real)":>7}'
+        f'{"speckle":>8}{"(real)":>7}{"its corr":>9}{"(real)":>7}')
   for r in recipes.values():
     for name, m in r['results'].items():
       e = m['evaluate']
@@ -85,7 +86,10 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
             f'{coherence["generated_unrelated_coarse"]:7.2f}'
             f'{coherence["real_unrelated_coarse"]:7.2f}{gen["std_s"]:9.2f}{real["std_s"]:7.2f}'
             f'{gen["std_khz"]:11.2f}{real["std_khz"]:7.2f}'
-            f'{gen["quartiles_khz"][1]:11.2f}{real["quartiles_khz"][1]:7.2f}')
+            f'{gen["quartiles_khz"][1]:11.2f}{real["quartiles_khz"][1]:7.2f}'
+            f'{e["speckle"]["generated"]:8.3f}{e["speckle"]["real"]:7.3f}'
+            f'{coherence["generated_unrelated_speckle"]:9.2f}'
+            f'{coherence["real_unrelated_speckle"]:7.2f}')
 
 
 def main():
