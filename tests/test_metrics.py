@@ -259,7 +259,7 @@ def test_speckle_tells_a_painted_texture_from_random_speckle():
   rng = np.random.default_rng(10)
   ramp = np.linspace(-0.5, 0.5, 32)
   np.testing.assert_allclose(metrics.speckle(np.full([2, 32, 32], 0.3)), 0.0, atol=1e-12)
-  # A plane in the interior has no speckle; the repeated edges do not invent any.
+  # A plane has no speckle away from the edges.
   plane = (ramp[:, None] + ramp[None, :])[None]
   np.testing.assert_allclose(metrics.speckle(plane)[0, 1:-1, 1:-1], 0.0, atol=1e-12)
   sounds = rng.uniform(-0.3, 0.3, size=(200, 1, 1)) + np.broadcast_to(
