@@ -49,8 +49,8 @@ def main(argv):
                               else os.path.join(trainer.write_dir, 'export')),
           extra_metadata={'step': trainer.current_step,
                           # 0: the raw generator weights; else the decay of their average.
-                          'generator_ema': (0.0 if config.export_generator == 'raw'
-                                            else config.g_ema)})
+                          'generator_ema': (0.0 if trainer.generator_to_export is
+                                            trainer.generator else config.g_ema)})
     finally:
       trainer.close()
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
