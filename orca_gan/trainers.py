@@ -525,10 +525,11 @@ class GanTrainer:
       if key not in saved and key == 'data':
         continue  # Written before the input position was saved.
       if saved.get(key) != current[key]:
+        before = saved.get(key) or {}
         # Settings on either side: a run of a newer orca_gan may hold some this
         # version does not know.
-        changed = sorted(k for k in set(current[key]) | set(saved.get(key) or {})
-                         if (saved.get(key) or {}).get(k) != current[key].get(k)
+        changed = sorted(k for k in set(current[key]) | set(before)
+                         if before.get(k) != current[key].get(k)
                          ) if isinstance(current[key], dict) else [key]
         what = ', '.join('the shards of --tfrecords' if k == 'shards' else k
                          for k in changed)
