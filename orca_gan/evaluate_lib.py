@@ -447,8 +447,10 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
   nearest = metrics.nearest_neighbour_summary(gen_to_real, gen_to_gen, real_to_real)
   nearest['space'] = 'window_features (Euclidean)'
 
-  speckle = {'generated': float(gen_speckle.std(axis=(-2, -1)).mean()),
-             'real': _mean_or_none(real_speckle.std(axis=(-2, -1)))}
+  speckle_size = {'generated': gen_speckle.std(axis=(-2, -1)).ravel(),
+                  'real': real_speckle.std(axis=(-2, -1))}
+  speckle = {'generated': float(speckle_size['generated'].mean()),
+             'real': _mean_or_none(speckle_size['real'])}
   result = {'frechet_distance': frechet, 'kernel_distance': kernel,
             'centroids': centroids, 'speckle': speckle,
             'temporal_coherence': coherence, 'nearest_neighbour': nearest}
@@ -457,7 +459,10 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
             'gen_consecutive': gen_consecutive, 'real_consecutive': real.consecutive,
             'gen_unrelated': gen_unrelated, 'real_unrelated': real_unrelated,
             'gen_to_real': gen_to_real, 'gen_to_gen': gen_to_gen,
-            'real_to_real': real_to_real}
+            'real_to_real': real_to_real,
+            'gen_speckle': speckle_size['generated'], 'real_speckle': speckle_size['real'],
+            'gen_unrelated_speckle': fine['generated'],
+            'real_unrelated_speckle': fine['real']}
   return result, arrays
 
 

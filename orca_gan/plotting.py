@@ -158,7 +158,7 @@ def _draw_sequence_rows(fig, grid, sequences, transform, label, image_norm):
 
 
 def evaluation_report(path_or_file, result: dict, arrays: dict, gen_shown: np.ndarray,
-                      real_shown: np.ndarray, transform, title: str) -> None:
+                      real_shown: np.ndarray, transform, title: str) -> Figure:
   """Writes bin/evaluate's PNG report to `path_or_file` (a path or a binary file).
 
   Args:
@@ -168,13 +168,16 @@ def evaluation_report(path_or_file, result: dict, arrays: dict, gen_shown: np.nd
     real_shown: [m, T, H, W] real sequences to draw.
     transform: The spectrogram transform (axes and dB scale).
     title: The figure's first title line.
+
+  Returns:
+    The figure written.
   """
   rows = len(gen_shown) + len(real_shown)
-  fig = Figure(figsize=(15, 8 + 1.3 * rows))
+  fig = Figure(figsize=(19, 8 + 1.3 * rows))
   FigureCanvasAgg(fig)
   outer = gridspec.GridSpec(2, 1, height_ratios=[8, 1.3 * rows], hspace=0.12,
                             figure=fig, top=0.93, bottom=0.04)
-  stats = gridspec.GridSpecFromSubplotSpec(2, 3, subplot_spec=outer[0], hspace=0.45,
+  stats = gridspec.GridSpecFromSubplotSpec(2, 4, subplot_spec=outer[0], hspace=0.45,
                                            wspace=0.3)
   colours = {'generated': 'tab:orange', 'real': 'tab:blue'}
 
@@ -251,6 +254,28 @@ def evaluation_report(path_or_file, result: dict, arrays: dict, gen_shown: np.nd
     ax.set_title(f'Feature {feature}', fontsize=9)
     ax.legend(fontsize=7)
 
+  # The pixel-scale texture: how much of it (real windows carry about 3 dB) and
+  # whether it is random, as in recordings, or painted alike into unrelated windows.
+  for row, key, xlabel, panel_title in (
+      (0, 'unrelated_speckle', 'Pearson correlation of two windows\' speckle',
+       'Speckle of unrelated windows (painted or random)'),
+      (1, 'speckle', 'std of a pixel minus its 3x3 mean (image units)',
+       'Speckle (pixel-scale texture)')):
+    ax = fig.add_subplot(stats[row, 3])
+    values = {name: np.asarray(arrays[f'{prefix}_{key}']) for name, prefix in
+              (('real', 'real'), ('generated', 'gen'))}
+    present = [v for v in values.values() if len(v)]
+    low = min([v.min() for v in present] + [0.0])
+    high = max([v.max() for v in present] + [low + 1e-6])
+    bins = np.linspace(low, high + 1e-9, 30)
+    for name, v in values.items():
+      if len(v):
+        ax.hist(v, bins=bins, histtype='step', density=True, color=colours[name],
+                label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_title(panel_title, fontsize=9)
+    ax.legend(fontsize=7)
+
   if rows:
     strips = gridspec.GridSpecFromSubplotSpec(rows, 1, subplot_spec=outer[1],
                                               hspace=0.15)
@@ -274,3 +299,4 @@ def evaluation_report(path_or_file, result: dict, arrays: dict, gen_shown: np.nd
                f"{kd['generated_vs_real']:.3g} (floor {kd['real_vs_real_floor']:.3g})",
                fontsize=11)
   fig.savefig(path_or_file, dpi=80, format='png')
+  return fig

@@ -1,5 +1,6 @@
 """bin/evaluate and evaluate_lib: a tiny exported generator against tiny records."""
 
+import io
 import json
 import math
 import os
@@ -357,7 +358,7 @@ def test_compute_metrics_sees_a_texture_painted_into_every_generated_window():
   painted = (smooth + rng.uniform(-0.3, 0.3, (32, 32))).reshape(64, 4, 32, 32)
   config = evaluate_lib.EvaluateConfig(model='m', tfrecords='r', output_dir='o',
                                        num_permutations=20)
-  result, _ = evaluate_lib.compute_metrics(painted, real, TRANSFORM, config)
+  result, arrays = evaluate_lib.compute_metrics(painted, real, TRANSFORM, config)
   coherence = result['temporal_coherence']
   assert coherence['generated_unrelated_speckle'] > 0.5
   assert abs(coherence['real_unrelated_speckle']) < 0.1
@@ -367,6 +368,22 @@ def test_compute_metrics_sees_a_texture_painted_into_every_generated_window():
   assert (f"their speckle gen {coherence['generated_unrelated_speckle']:.2f}, real "
           f"{coherence['real_unrelated_speckle']:.2f}), speckle gen "
           f"{result['speckle']['generated']:.3f} vs real ") in line, line
+
+  # The report draws the per-window values behind both numbers.
+  assert np.mean(arrays['gen_unrelated_speckle']) == pytest.approx(
+      coherence['generated_unrelated_speckle'])
+  assert np.mean(arrays['gen_speckle']) == pytest.approx(result['speckle']['generated'])
+  empty = np.zeros([0, 4, 32, 32])
+  figure = plotting.evaluation_report(io.BytesIO(), evaluate_lib._jsonable(result),
+                                      arrays, empty, empty, TRANSFORM, 'painted')
+  panel, = [ax for ax in figure.axes
+            if ax.get_title().startswith('Speckle of unrelated windows')]
+  drawn = {}
+  for patch, label in zip(panel.patches, panel.get_legend_handles_labels()[1]):
+    x, y = patch.get_xy().T                  # The outline of a step histogram.
+    drawn[label] = x[y > 0]
+  assert drawn['generated'].min() > 0.4 and drawn['real'].max() < 0.3
+  assert figure.get_suptitle().startswith('painted\nFD ')
 
 
 def test_a_long_tape_and_a_short_clip_split_by_segments():
