@@ -157,6 +157,24 @@ def _draw_sequence_rows(fig, grid, sequences, transform, label, image_norm):
   return axes
 
 
+def _real_and_generated_histograms(ax, real, generated, colours: dict, xlabel: str,
+                                   title: str, from_zero: bool = False) -> None:
+  """Step histograms of a per-window value, real and generated, on shared bins
+  (reaching 0 with `from_zero`); an empty set is left out."""
+  values = {'real': np.asarray(real), 'generated': np.asarray(generated)}
+  present = [v for v in values.values() if len(v)]
+  low = min([v.min() for v in present] + ([0.0] if from_zero or not present else []))
+  high = max([v.max() for v in present] + [low])
+  bins = np.linspace(low, high + 1e-9, 30)
+  for name, v in values.items():
+    if len(v):
+      ax.hist(v, bins=bins, histtype='step', density=True, color=colours[name],
+              label=name)
+  ax.set_xlabel(xlabel)
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=7)
+
+
 def evaluation_report(path_or_file, result: dict, arrays: dict, gen_shown: np.ndarray,
                       real_shown: np.ndarray, transform, title: str) -> Figure:
   """Writes bin/evaluate's PNG report to `path_or_file` (a path or a binary file).
@@ -242,39 +260,22 @@ def evaluation_report(path_or_file, result: dict, arrays: dict, gen_shown: np.nd
   ax.legend(fontsize=7)
 
   for column, feature in ((1, 'envelope_std'), (2, 'flux_mean')):
-    ax = fig.add_subplot(stats[1, column])
     index = names.index(feature)
-    values = [arrays['real_features'][:, index], arrays['gen_features'][:, index]]
-    bins = np.linspace(min(v.min() for v in values),
-                       max(v.max() for v in values) + 1e-9, 30)
-    for name, v in zip(('real', 'generated'), values):
-      ax.hist(v, bins=bins, histtype='step', density=True, color=colours[name],
-              label=name)
-    ax.set_xlabel(feature.replace('_', ' '))
-    ax.set_title(f'Feature {feature}', fontsize=9)
-    ax.legend(fontsize=7)
-
+    _real_and_generated_histograms(
+        fig.add_subplot(stats[1, column]), arrays['real_features'][:, index],
+        arrays['gen_features'][:, index], colours, feature.replace('_', ' '),
+        f'Feature {feature}')
   # The pixel-scale texture: how much of it (real windows carry about 3 dB) and
   # whether it is random, as in recordings, or painted alike into unrelated windows.
-  for row, key, xlabel, panel_title in (
-      (0, 'unrelated_speckle', 'Pearson correlation of two windows\' speckle',
-       'Speckle of unrelated windows (painted or random)'),
-      (1, 'speckle', 'std of a pixel minus its 3x3 mean (image units)',
-       'Speckle (pixel-scale texture)')):
-    ax = fig.add_subplot(stats[row, 3])
-    values = {name: np.asarray(arrays[f'{prefix}_{key}']) for name, prefix in
-              (('real', 'real'), ('generated', 'gen'))}
-    present = [v for v in values.values() if len(v)]
-    low = min([v.min() for v in present] + [0.0])
-    high = max([v.max() for v in present] + [low + 1e-6])
-    bins = np.linspace(low, high + 1e-9, 30)
-    for name, v in values.items():
-      if len(v):
-        ax.hist(v, bins=bins, histtype='step', density=True, color=colours[name],
-                label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_title(panel_title, fontsize=9)
-    ax.legend(fontsize=7)
+  _real_and_generated_histograms(
+      fig.add_subplot(stats[0, 3]), arrays['real_unrelated_speckle'],
+      arrays['gen_unrelated_speckle'], colours,
+      'Pearson correlation of two windows\' speckle',
+      'Speckle of unrelated windows (painted or random)', from_zero=True)
+  _real_and_generated_histograms(
+      fig.add_subplot(stats[1, 3]), arrays['real_speckle'], arrays['gen_speckle'],
+      colours, 'std of a pixel minus its 3x3 mean (image units)',
+      'Speckle (pixel-scale texture)', from_zero=True)
 
   if rows:
     strips = gridspec.GridSpecFromSubplotSpec(rows, 1, subplot_spec=outer[1],
