@@ -71,6 +71,12 @@ class ModelConfig:
       discriminator's LSTM its grasp of orca sounds (benchmarks/README.md). The noise
       is a pure function of each row's latent vector (`latent_noise`), so it needs
       `fast_z` above 0 to change from step to step.
+    noise_rate: How fast the noise strength learns, against every other weight. The
+      strength is one number, and Adam moves a weight by up to its learning rate a
+      step whatever the size of its gradient, so a small, steady preference for less
+      noise drives it to 0 within a few hundred steps; below 1 the strength is kept
+      as `noise_rate` x a weight, so it moves at most `noise_rate` x the learning
+      rate a step.
   """
   image_size: int = 128
   z_dim: int = 128
@@ -82,6 +88,7 @@ class ModelConfig:
   df_dim: int = 64
   minibatch_stddev: bool = False
   noise_inputs: bool = False
+  noise_rate: float = 1.0
 
   def __post_init__(self):
     size = self.image_size
@@ -94,6 +101,8 @@ class ModelConfig:
       raise ValueError(f'gf_min must be at most gf_dim={self.gf_dim}, got {self.gf_min}')
     if not 0 <= self.fast_z <= self.z_dim:
       raise ValueError(f'fast_z must be in [0, z_dim={self.z_dim}], got {self.fast_z}')
+    if not self.noise_rate > 0:
+      raise ValueError(f'noise_rate must be positive, got {self.noise_rate}')
     if self.noise_inputs and not self.fast_z:
       raise ValueError('noise_inputs needs fast_z > 0: the noise follows the latents, '
                        'and with fast_z 0 they repeat at every step of a sequence')
@@ -158,7 +167,7 @@ class Generator(keras.Model):
           synchronized=True, name=f'norm_{i}')))
     self.to_image = keras.layers.Conv2DTranspose(
         1, _KERNEL_SIZE, strides=2, padding='same', name='to_image')
-    self.noise_strength = (NoiseStrength(name='noise_strength')
+    self.noise_strength = (NoiseStrength(config.noise_rate, name='noise_strength')
                            if config.noise_inputs else None)
     # float32 so that a mixed-precision run still emits float32 images.
     self.tanh = keras.layers.Activation('tanh', dtype='float32', name='tanh')
@@ -197,14 +206,29 @@ class Generator(keras.Model):
 
 
 class NoiseStrength(keras.layers.Layer):
-  """x + noise x a learned strength, initially 0."""
+  """x + noise x a learned strength, initially 0.
 
-  def __init__(self, **kwargs):
+  The strength is `rate` x the weight `strength`, so that an optimizer which moves a
+  weight by up to its learning rate a step (Adam) moves the strength `rate` times as
+  far (see `ModelConfig.noise_rate`).
+  """
+
+  def __init__(self, rate: float = 1.0, **kwargs):
     super().__init__(**kwargs)
+    self.rate = rate
     self.strength = self.add_weight(shape=(), initializer='zeros', name='strength')
 
+  @property
+  def value(self) -> tf.Tensor:
+    """The strength the noise is scaled by."""
+    return self.strength * self.rate
+
+  def assign(self, value: float):
+    """Sets the strength (not the weight) to `value`."""
+    self.strength.assign(value / self.rate)
+
   def call(self, x, noise):
-    return x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
+    return x + tf.cast(noise, x.dtype) * tf.cast(self.value, x.dtype)
 
 
 class Discriminator(keras.Model):

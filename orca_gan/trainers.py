@@ -124,6 +124,12 @@ class TrainConfig:
       'With --g_noise: the strength a new run starts from (a resumed run keeps its '
       'own); training moves it from there. 0.06 (3 dB) is about the pixel-scale noise '
       'of real windows: a pixel against its 3x3 neighbourhood.')
+  g_noise_rate: float = configs.flag(1.0,
+      'With --g_noise: how fast its strength learns against the generator\'s other '
+      'weights. Adam moves a weight by up to its learning rate a step whatever its '
+      'gradient, so at 1 a slight preference of the discriminator takes 0.06 to 0 in '
+      'a few hundred steps; 0.1 moves the strength at most --g_lr / 10 a step '
+      '(benchmarks/README.md).')
   g_lr: float = configs.flag(2e-4, 'Generator Adam learning rate.')
   d_lr: float = configs.flag(1e-4, 'Discriminator Adam learning rate.')
   beta_1: float = configs.flag(0.5, 'Adam beta_1 for both.')
@@ -190,7 +196,7 @@ class TrainConfig:
     for name in positive:
       if getattr(self, name) < 1:
         raise TrainingError(f'--{name} must be at least 1, got {getattr(self, name)}')
-    for name in ('g_lr', 'd_lr'):
+    for name in ('g_lr', 'd_lr', 'g_noise_rate'):
       if not getattr(self, name) > 0:
         raise TrainingError(f'--{name} must be positive, got {getattr(self, name)}')
     configs.check(self, TrainingError)
@@ -209,6 +215,9 @@ class TrainConfig:
     if self.g_noise_init and not self.g_noise:
       raise TrainingError('--g_noise_init is the starting strength of --g_noise, which '
                           'is off')
+    if self.g_noise_rate != 1.0 and not self.g_noise:
+      raise TrainingError('--g_noise_rate is how fast the strength of --g_noise learns, '
+                          'which is off')
     if self.g_noise and self.fast_z == 0:
       raise TrainingError('--g_noise draws its noise from the latents redrawn every '
                           'step, and --fast_z 0 redraws none; use --fast_z above 0')
@@ -237,7 +246,8 @@ class TrainConfig:
         fast_z=self.z_dim if self.fast_z < 0 else self.fast_z,
         g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
         gf_dim=self.gf_dim, gf_min=self.gf_min, df_dim=self.df_dim,
-        minibatch_stddev=self.minibatch_stddev, noise_inputs=self.g_noise)
+        minibatch_stddev=self.minibatch_stddev, noise_inputs=self.g_noise,
+        noise_rate=self.g_noise_rate)
 
   @property
   def resolved_export_dir(self) -> str:
@@ -393,7 +403,7 @@ class GanTrainer:
       self.discriminator(tf.zeros([1, image_size, image_size, 1]),
                          self.discriminator.initial_state(1))
       if self.generator.noise_strength is not None:  # --g_noise
-        self.generator.noise_strength.strength.assign(config.g_noise_init)
+        self.generator.noise_strength.assign(config.g_noise_init)
       self.g_optimizer = self._optimizer(config.g_lr)
       self.d_optimizer = self._optimizer(config.d_lr)
       # Built inside the scope before the first distributed step: otherwise TF 2.17
@@ -796,7 +806,8 @@ class GanTrainer:
     """Mean metrics per step since the last call, then starts afresh.
 
     `skipped_updates` is the run's total of updates the loss-scale optimizer skipped
-    (overflowing gradients, mixed precision); the loss scales come with it. Reads from
+    (overflowing gradients, mixed precision); the loss scales come with it, and the
+    strength of --g_noise as it is now. Reads from
     the device: waits for the queued steps.
     """
     count = float(self._count.numpy())
@@ -807,6 +818,8 @@ class GanTrainer:
       return {}
     metrics = {name: float(v) / count for name, v in zip(self.metric_names, sums)}
     metrics['skipped_updates'] = float(self.skipped_updates.numpy())
+    if self.generator.noise_strength is not None:  # --g_noise: training moves it.
+      metrics['g_noise_strength'] = float(self.generator.noise_strength.value.numpy())
     if self.config.mixed_precision:
       metrics['d_loss_scale'] = float(self.d_optimizer.dynamic_scale.numpy())
       metrics['g_loss_scale'] = float(self.g_optimizer.dynamic_scale.numpy())

@@ -27,7 +27,8 @@ from tests.helpers import run_app, write_wav
 
 # With noise inputs: their hash must survive export and run without orca_gan.
 TINY = models.ModelConfig(image_size=16, z_dim=8, fast_z=5, g_lstm_units=16,
-                          d_lstm_units=16, gf_dim=16, df_dim=8, noise_inputs=True)
+                          d_lstm_units=16, gf_dim=16, df_dim=8, noise_inputs=True,
+                          noise_rate=0.5)
 TRANSFORM = spectral.SpectrogramConfig(image_size=16, window_s=1.0)
 # (batch_size, seq_len): every case also runs in two chunks split at seq_len // 2.
 CASES = [(1, 2), (1, 5), (3, 2), (3, 5)]
@@ -103,7 +104,7 @@ def _trained_models(seed):
   assert generator.non_trainable_variables
   for variable in generator.non_trainable_variables:  # Means and variances.
     variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
-  generator.noise_strength.strength.assign(0.3)  # Trained noise is not silent.
+  generator.noise_strength.assign(0.3)  # Trained noise is not silent.
   return generator, discriminator
 
 

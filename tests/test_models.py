@@ -217,7 +217,7 @@ def test_mixed_precision_outputs_are_float32(mixed_precision):
   del mixed_precision  # Fixture sets the policy and restores it.
   generator, discriminator = _build(dataclasses.replace(TINY, noise_inputs=True))
   assert generator.lstm_cell.compute_dtype == 'float16'
-  generator.noise_strength.strength.assign(0.5)  # float16 noise on a float16 map.
+  generator.noise_strength.assign(0.5)  # float16 noise on a float16 map.
   images, g_state = models.generate_sequence(generator, _latents(2, 2), training=True)
   logits, embeddings, d_state = models.discriminate_sequence(
       discriminator, images, training=True)
@@ -296,7 +296,7 @@ def test_noise_inputs_start_silent_then_vary_images_per_row_compiled_or_not():
   # The strength starts at 0: the same weights draw the same images as without noise.
   np.testing.assert_allclose(noisy_images, models.generate_sequence(plain, z)[0],
                              atol=1e-6)
-  noisy.noise_strength.strength.assign(0.5)
+  noisy.noise_strength.assign(0.5)
   images = models.generate_sequence(noisy, z)[0].numpy()
   # Pixel-scale noise: neighbouring pixels' changes are independent.
   change = np.arctanh(np.clip(images, -0.999999, 0.999999)) - np.arctanh(
@@ -313,6 +313,29 @@ def test_noise_inputs_start_silent_then_vary_images_per_row_compiled_or_not():
   with tf.GradientTape() as tape:
     loss = tf.reduce_sum(models.generate_sequence(noisy, z, training=True)[0] ** 2)
   assert abs(float(tape.gradient(loss, noisy.noise_strength.strength))) > 0
+
+
+def test_noise_rate_scales_how_far_an_adam_step_moves_the_strength():
+  """Adam moves a weight by about its learning rate on its first step, whatever the
+  gradient; `noise_rate` keeps the strength as rate x a weight, so it moves rate x."""
+  z = _latents(3, 2)
+  moved = {}
+  for rate in (1.0, 0.1):
+    generator, _ = _build(dataclasses.replace(TINY, noise_inputs=True, noise_rate=rate))
+    generator.noise_strength.assign(0.5)
+    assert float(generator.noise_strength.value) == pytest.approx(0.5)
+    images = models.generate_sequence(generator, z)[0].numpy()
+    if rate == 1.0:
+      reference = images
+    np.testing.assert_allclose(images, reference, atol=1e-6)  # The same strength.
+    optimizer = keras.optimizers.Adam(0.01)
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(models.generate_sequence(generator, z, training=True)[0] ** 2)
+    weight = generator.noise_strength.strength
+    optimizer.apply_gradients([(tape.gradient(loss, weight), weight)])
+    moved[rate] = abs(float(generator.noise_strength.value) - 0.5)
+  assert moved[1.0] == pytest.approx(0.01, rel=1e-3)
+  assert moved[0.1] == pytest.approx(0.001, rel=1e-3)
 
 
 def test_noise_inputs_are_refused_without_latents_redrawn_every_step():

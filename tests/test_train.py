@@ -359,17 +359,22 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
 
 def test_noise_strength_starts_at_g_noise_init_and_a_resumed_run_keeps_its_own(
     record_dir, tmp_path):
-  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=2, g_noise=True,
-                                      g_noise_init=0.06, g_ema=0.9))
+  flags = dict(steps=2, g_noise=True, g_noise_rate=0.1, g_ema=0.9)
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, g_noise_init=0.06, **flags))
   for generator in (trainer.generator, trainer.generator_ema):
-    assert float(generator.noise_strength.strength) == pytest.approx(0.06)
+    assert float(generator.noise_strength.value) == pytest.approx(0.06)
   train_lib.train(trainer)
-  trained = float(trainer.generator.noise_strength.strength)
-  assert trained != pytest.approx(0.06, abs=1e-7)  # It learns from there.
-  resumed = quiet_trainer(tiny_config(record_dir, tmp_path, steps=2, g_noise=True,
-                                      g_noise_init=0.5, g_ema=0.9))
+  trained = float(trainer.generator.noise_strength.value)
+  # It learns from there, by at most about a tenth of --g_lr an update (Adam), and
+  # a training step updates once per window.
+  updates = trainer.config.steps * trainer.config.seq_len
+  assert 1e-7 < abs(trained - 0.06) < updates * 0.1 * trainer.config.g_lr * 1.2
+  trainer.run(1)  # TensorBoard shows where it is.
+  assert trainer.pop_metrics()['g_noise_strength'] == pytest.approx(
+      float(trainer.generator.noise_strength.value), abs=1e-7)
+  resumed = quiet_trainer(tiny_config(record_dir, tmp_path, g_noise_init=0.5, **flags))
   resumed.restore()
-  assert float(resumed.generator.noise_strength.strength) == trained
+  assert float(resumed.generator.noise_strength.value) == trained
 
 
 @pytest.mark.parametrize('flags, message, status', [
@@ -384,6 +389,10 @@ def test_noise_strength_starts_at_g_noise_init_and_a_resumed_run_keeps_its_own(
     (['--profile_steps', '5'], 'error: --profile_steps must be START,STOP', 2),
     (['--g_noise_init', '0.1'], 'error: --g_noise_init is the starting strength of '
      '--g_noise, which is off', 2),
+    (['--g_noise_rate', '0.1'], 'error: --g_noise_rate is how fast the strength of '
+     '--g_noise learns, which is off', 2),
+    (['--g_noise', '--g_noise_rate', '0'], 'error: --g_noise_rate must be positive, '
+     'got 0.0', 2),
     (['--g_noise', '--g_noise_init', '-0.1'], 'error: --g_noise_init must be at least 0, '
      'got -0.1', 2),
     (['--steps_per_loop', '0'], 'error: --steps_per_loop must be at least 1, got 0', 2),
