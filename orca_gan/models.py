@@ -40,6 +40,8 @@ _MAX_DF_MULTIPLE = 8
 # Named, not 'auto_select' (which may choose by device). XLA's Philox does not give the
 # TensorFlow kernel's numbers: draw outside XLA-compiled code.
 RNG_ALGORITHM = 'philox'
+# `ModelConfig.upsample`'s choices.
+UPSAMPLING = ('transpose', 'resize')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,12 @@ class ModelConfig:
       noise drives it to 0 within a few hundred steps; below 1 the strength is kept
       as `noise_rate` x a weight, so it moves at most `noise_rate` x the learning
       rate a step.
+    upsample: How the generator doubles its maps. 'transpose': a stride-2 transposed
+      convolution (DCGAN). 'resize': nearest-neighbour upsampling, then a 3x3
+      convolution (Odena et al. 2016): every output pixel is made by the same weights,
+      where a transposed convolution makes each of the four pixels of a 2x2 cell with
+      weights of its own, and stacked, these paint a fixed pattern on an 8-pixel
+      lattice into every window (benchmarks/README.md).
   """
   image_size: int = 128
   z_dim: int = 128
@@ -89,6 +97,7 @@ class ModelConfig:
   minibatch_stddev: bool = False
   noise_inputs: bool = False
   noise_rate: float = 1.0
+  upsample: str = 'transpose'
 
   def __post_init__(self):
     size = self.image_size
@@ -101,6 +110,8 @@ class ModelConfig:
       raise ValueError(f'gf_min must be at most gf_dim={self.gf_dim}, got {self.gf_min}')
     if not 0 <= self.fast_z <= self.z_dim:
       raise ValueError(f'fast_z must be in [0, z_dim={self.z_dim}], got {self.fast_z}')
+    if self.upsample not in UPSAMPLING:
+      raise ValueError(f'upsample must be one of {UPSAMPLING}, got {self.upsample!r}')
     if not self.noise_rate > 0:
       raise ValueError(f'noise_rate must be positive, got {self.noise_rate}')
     if self.noise_inputs and not self.fast_z:
@@ -133,6 +144,17 @@ def _named(model: keras.Model, name: str, layer: keras.layers.Layer):
   return layer
 
 
+def _upsampling(kind: str, width: int, use_bias: bool, name: str) -> keras.layers.Layer:
+  """A layer that doubles the height and width of its input (`ModelConfig.upsample`)."""
+  if kind == 'transpose':
+    return keras.layers.Conv2DTranspose(width, _KERNEL_SIZE, strides=2, padding='same',
+                                        use_bias=use_bias, name=name)
+  return keras.Sequential([
+      keras.layers.UpSampling2D(2, interpolation='nearest'),
+      keras.layers.Conv2D(width, 3, padding='same', use_bias=use_bias, name='conv'),
+  ], name=name)
+
+
 class Generator(keras.Model):
   """One step of the generator: latent vector + LSTM state -> image + new state.
 
@@ -160,13 +182,11 @@ class Generator(keras.Model):
     self.norms = []
     for i in range(1, config.num_resolutions):
       width = config.generator_width(i)
-      self.deconvs.append(_named(self, f'deconv_{i}', keras.layers.Conv2DTranspose(
-          width, _KERNEL_SIZE, strides=2, padding='same', use_bias=False,
-          name=f'deconv_{i}')))
+      self.deconvs.append(_named(self, f'deconv_{i}', _upsampling(
+          config.upsample, width, use_bias=False, name=f'deconv_{i}')))
       self.norms.append(_named(self, f'norm_{i}', keras.layers.BatchNormalization(
           synchronized=True, name=f'norm_{i}')))
-    self.to_image = keras.layers.Conv2DTranspose(
-        1, _KERNEL_SIZE, strides=2, padding='same', name='to_image')
+    self.to_image = _upsampling(config.upsample, 1, use_bias=True, name='to_image')
     self.noise_strength = (NoiseStrength(config.noise_rate, name='noise_strength')
                            if config.noise_inputs else None)
     # float32 so that a mixed-precision run still emits float32 images.

@@ -111,6 +111,11 @@ class TrainConfig:
   gf_min: int = configs.flag(1,
       'Fewest channels of a generator feature map (gf_dim halves at every upsampling '
       'down to this floor); 1 = DCGAN, which leaves 4 channels at 64x64 with gf_dim 64.')
+  g_upsample: str = configs.flag('transpose',
+      'How the generator doubles its maps: transpose (stride-2 transposed convolutions, '
+      'DCGAN) or resize (nearest-neighbour upsampling, then a 3x3 convolution; Odena et '
+      'al. 2016). Transposed convolutions paint a fixed pattern on an 8-pixel lattice '
+      'into every window (benchmarks/README.md).', choices=models.UPSAMPLING)
   df_dim: int = configs.flag(16, 'Discriminator width.')
   minibatch_stddev: bool = configs.flag(False,
       'Give the discriminator the batch standard deviation of its last features '
@@ -247,7 +252,7 @@ class TrainConfig:
         g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
         gf_dim=self.gf_dim, gf_min=self.gf_min, df_dim=self.df_dim,
         minibatch_stddev=self.minibatch_stddev, noise_inputs=self.g_noise,
-        noise_rate=self.g_noise_rate)
+        noise_rate=self.g_noise_rate, upsample=self.g_upsample)
 
   @property
   def resolved_export_dir(self) -> str:

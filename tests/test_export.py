@@ -28,7 +28,7 @@ from tests.helpers import run_app, write_wav
 # With noise inputs: their hash must survive export and run without orca_gan.
 TINY = models.ModelConfig(image_size=16, z_dim=8, fast_z=5, g_lstm_units=16,
                           d_lstm_units=16, gf_dim=16, df_dim=8, noise_inputs=True,
-                          noise_rate=0.5)
+                          noise_rate=0.5, upsample='resize')
 TRANSFORM = spectral.SpectrogramConfig(image_size=16, window_s=1.0)
 # (batch_size, seq_len): every case also runs in two chunks split at seq_len // 2.
 CASES = [(1, 2), (1, 5), (3, 2), (3, 5)]

@@ -40,7 +40,8 @@ def mixed_precision():
 @pytest.mark.parametrize('field, value', [
     ('image_size', 8), ('image_size', 48), ('z_dim', 0), ('fast_z', -1),
     ('fast_z', 9), ('g_lstm_units', 0), ('d_lstm_units', -4), ('gf_dim', 0),
-    ('gf_min', 0), ('gf_min', 17), ('df_dim', 0),
+    ('gf_min', 0), ('gf_min', 17), ('df_dim', 0), ('noise_rate', 0.0),
+    ('upsample', 'bilinear'),
 ])
 def test_config_rejects_bad_values(field, value):
   with pytest.raises(ValueError, match=field):
@@ -57,10 +58,30 @@ def test_generator_widths_halve_down_to_the_floor(gf_min, widths):
   assert generator.to_image.kernel.shape[-1] == widths[-1]  # Conv2DTranspose: [.., out, in].
 
 
+def test_resize_upsampling_makes_every_pixel_alike_where_transposed_paints_a_lattice():
+  """Upsampled from a flat map, a transposed convolution's output repeats a 2x2
+  pattern (each pixel of a cell has weights of its own); resize-convolution's does
+  not (`ModelConfig.upsample`)."""
+  flat = tf.ones([1, 8, 8, 4])
+  for kind in models.UPSAMPLING:
+    keras.utils.set_random_seed(0)
+    out = models._upsampling(kind, 3, use_bias=False, name='up')(flat).numpy()
+    assert out.shape == (1, 16, 16, 3)
+    inner = out[0, 2:-2, 2:-2]  # Away from the zero padding at the edges.
+    cells = inner.reshape(6, 2, 6, 2, 3)
+    # The same 2x2 cell everywhere...
+    np.testing.assert_allclose(cells, np.broadcast_to(cells[:1, :, :1], cells.shape),
+                               atol=1e-5)
+    # ...whose pixels differ with transposed convolutions only.
+    spread = np.ptp(cells[0, :, 0].reshape(4, 3), axis=0).max()
+    assert (spread > 1e-2) if kind == 'transpose' else (spread < 1e-5), (kind, spread)
+
+
+@pytest.mark.parametrize('upsample', models.UPSAMPLING)
 @pytest.mark.parametrize('image_size', [64, 128])
 @pytest.mark.parametrize('training', [False, True])
-def test_output_shapes(image_size, training):
-  config = dataclasses.replace(TINY, image_size=image_size)
+def test_output_shapes(image_size, training, upsample):
+  config = dataclasses.replace(TINY, image_size=image_size, upsample=upsample)
   generator, discriminator = _build(config)
   batch_size = 2
   images, g_state = generator(tf.random.normal([batch_size, config.z_dim]),
