@@ -116,3 +116,28 @@ def run_child(argv, log_dir: str, name: str, env=None, cwd=None) -> dict:
              f'--- stderr tail ---\n{stderr[-3000:]}')
   return {'wall_s': wall, 'cpu_s': cpu, 'others_cpu_s': others, 'steal_s': steal,
           'peak_rss_mb': usage.ru_maxrss / 1024, 'stdout': stdout, 'stderr': stderr}
+
+
+def generator_diagnostic_args(description: str, num_sequences: int):
+  """The parser of a script that draws windows from an exported generator and reads
+  its training records: --model, --tfrecords, --seed, --num_sequences."""
+  import argparse
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument('--model', required=True, help='An exported generator.')
+  parser.add_argument('--tfrecords', required=True, help='Its training records.')
+  parser.add_argument('--seed', type=int, default=0, help="bin/evaluate's --seed.")
+  parser.add_argument('--num_sequences', type=int, default=num_sequences,
+                      help='Generated sequences of 4 windows.')
+  return parser
+
+
+def generated_and_records(args) -> tuple:
+  """(generated windows [N, H, W] with bin/evaluate's latents for --seed, the records'
+  manifest, their spectrogram transform) for `generator_diagnostic_args`' flags."""
+  from orca_gan import evaluate_lib
+  from orca_gan import records
+  loaded = evaluate_lib.load_generator(args.model)
+  manifest = records.read_manifest(args.tfrecords)
+  generated = evaluate_lib.generate(loaded, args.num_sequences, 4, args.seed)
+  return (generated.reshape(-1, *generated.shape[-2:]), manifest,
+          records.manifest_config(manifest))

@@ -15,7 +15,6 @@ with and without the windows above the split. bin/evaluate reports the same kind
 split by contrast alone (`quiet_share`, `std_khz_sounding`).
 """
 
-import argparse
 import os
 import sys
 
@@ -23,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import bench_util  # noqa: E402
 from orca_gan import evaluate_lib  # noqa: E402
 from orca_gan import metrics  # noqa: E402
-from orca_gan import records  # noqa: E402
 
 
 def describe(name: str, centroids: np.ndarray, contrast: np.ndarray,
@@ -44,19 +43,10 @@ def describe(name: str, centroids: np.ndarray, contrast: np.ndarray,
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--model', required=True, help='An exported generator.')
-  parser.add_argument('--tfrecords', required=True, help='Its training records.')
-  parser.add_argument('--seed', type=int, default=0, help="bin/evaluate's --seed.")
-  parser.add_argument('--num_sequences', type=int, default=256,
-                      help="Generated sequences of 4 windows (bin/evaluate's default).")
+  parser = bench_util.generator_diagnostic_args(__doc__.splitlines()[0], 256)
   parser.add_argument('--split_khz', type=float, default=2.0)
   args = parser.parse_args()
-  loaded = evaluate_lib.load_generator(args.model)
-  manifest = records.read_manifest(args.tfrecords)
-  transform = records.manifest_config(manifest)
-  generated = evaluate_lib.generate(loaded, args.num_sequences, 4, args.seed)
-  generated = generated.reshape(-1, *generated.shape[-2:])
+  generated, manifest, transform = bench_util.generated_and_records(args)
   print(describe('generated', metrics.energy_centroids(generated, transform),
                  metrics.window_contrast_db(generated, transform), args.split_khz))
   # bin/evaluate's streaming pass over the records (its default --top_fraction).

@@ -15,7 +15,6 @@ A stride-2 upsampling layer can make each pixel of a 2x2 cell with weights of it
 (a transposed convolution does), so k such layers stacked can paint a 2^k lattice.
 """
 
-import argparse
 import os
 import sys
 
@@ -23,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import bench_util  # noqa: E402
 from orca_gan import evaluate_lib  # noqa: E402
 from orca_gan import metrics  # noqa: E402
-from orca_gan import records  # noqa: E402
 
 PERIODS = (2, 4, 8, 16)
 
@@ -56,18 +55,9 @@ def describe(name: str, windows: np.ndarray) -> str:
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--model', required=True, help='An exported generator.')
-  parser.add_argument('--tfrecords', required=True, help='Its training records.')
-  parser.add_argument('--seed', type=int, default=0, help="bin/evaluate's --seed.")
-  parser.add_argument('--num_sequences', type=int, default=64,
-                      help='Generated sequences of 4 windows.')
-  args = parser.parse_args()
-  loaded = evaluate_lib.load_generator(args.model)
-  manifest = records.read_manifest(args.tfrecords)
-  transform = records.manifest_config(manifest)
-  generated = evaluate_lib.generate(loaded, args.num_sequences, 4, args.seed)
-  print(describe('generated', generated.reshape(-1, *generated.shape[-2:])))
+  args = bench_util.generator_diagnostic_args(__doc__.splitlines()[0], 64).parse_args()
+  generated, manifest, transform = bench_util.generated_and_records(args)
+  print(describe('generated', generated))
   real = evaluate_lib.read_real(args.tfrecords, manifest, transform,
                                 evaluate_lib.EvaluateConfig.top_fraction, args.seed)
   print(describe('real', real.kept_images))
