@@ -34,6 +34,8 @@ State = tuple[tf.Tensor, tf.Tensor]
 _BASE_SIZE = 4
 # Kernel divisible by the stride: no checkerboard from uneven overlap of transposed
 # convolutions (Odena et al. 2016); the discriminator uses the same for symmetry.
+# Trained weights can still differ from one pixel of a 2x2 cell to the next (see
+# `ModelConfig.upsample`).
 _KERNEL_SIZE = 4
 # The discriminator's widths double per block up to this multiple of df_dim.
 _MAX_DF_MULTIPLE = 8
@@ -76,9 +78,9 @@ class ModelConfig:
     noise_rate: How fast the noise strength learns, against every other weight. The
       strength is one number, and Adam moves a weight by up to its learning rate a
       step whatever the size of its gradient, so a small, steady preference for less
-      noise drives it to 0 within a few hundred steps; below 1 the strength is kept
-      as `noise_rate` x a weight, so it moves at most `noise_rate` x the learning
-      rate a step.
+      noise drives it to 0 within a few hundred steps. The strength is kept as
+      `noise_rate` x a weight, so it moves at most `noise_rate` x the learning rate
+      a step.
     upsample: How the generator doubles its maps. 'transpose': a stride-2 transposed
       convolution (DCGAN). 'resize': nearest-neighbour upsampling, then a 3x3
       convolution (Odena et al. 2016): every output pixel is made by the same weights,
@@ -158,10 +160,10 @@ def _upsampling(kind: str, width: int, use_bias: bool, name: str) -> keras.layer
 class Generator(keras.Model):
   """One step of the generator: latent vector + LSTM state -> image + new state.
 
-  z -> LSTMCell -> concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> stride-2
-  Conv2DTranspose blocks (BatchNorm + ReLU, as DCGAN) halving the width down to
-  `gf_min` -> a last stride-2 Conv2DTranspose to one channel (+ per-pixel noise with
-  `noise_inputs`) -> tanh.
+  z -> LSTMCell -> concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> upsampling
+  blocks (stride-2 Conv2DTranspose as DCGAN, or resize-convolution, `upsample`;
+  BatchNorm + ReLU) halving the width down to `gf_min` -> a last upsampling to one
+  channel (+ per-pixel noise with `noise_inputs`) -> tanh.
 
   The batch-norm layers make the output depend on `training` (batch statistics vs
   moving averages), as in DCGAN; everything else is per-row.

@@ -811,9 +811,9 @@ class GanTrainer:
     """Mean metrics per step since the last call, then starts afresh.
 
     `skipped_updates` is the run's total of updates the loss-scale optimizer skipped
-    (overflowing gradients, mixed precision); the loss scales come with it, and the
-    strength of --g_noise as it is now. Reads from
-    the device: waits for the queued steps.
+    (overflowing gradients, mixed precision); the loss scales come with it, and so
+    does the strength of --g_noise as it is now. Reads from the device: waits for
+    the queued steps.
     """
     count = float(self._count.numpy())
     sums = self._sums.numpy()
