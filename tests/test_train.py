@@ -614,8 +614,9 @@ def test_sigterm_to_one_worker_stops_both_at_one_saved_step(record_dir, tmp_path
   for p, (stdout, stderr), how in zip(processes, outputs,
                                       ('interrupted on another worker', 'interrupted')):
     assert p.returncode == 130, stderr[-3000:]
-    assert stderr.strip().splitlines()[-1].startswith(
-        'error: interrupted; rerun the same command to resume')
+    # gRPC may still log the peer's closed channel after it, from its own threads.
+    assert any(line.startswith('error: interrupted; rerun the same command to resume')
+               for line in stderr.strip().splitlines()[-12:]), stderr[-3000:]
     match = re.search(f'^{how}: saved step (\\d+)$', stdout, re.MULTILINE)
     assert match, stdout[-1000:]
     saved.append(int(match.group(1)))
