@@ -1,5 +1,6 @@
 """What the benchmark scripts share: running children and measuring them and the machine."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -121,7 +122,6 @@ def run_child(argv, log_dir: str, name: str, env=None, cwd=None) -> dict:
 def generator_diagnostic_args(description: str, num_sequences: int):
   """The parser of a script that draws windows from an exported generator and reads
   its training records: --model, --tfrecords, --seed, --num_sequences."""
-  import argparse
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument('--model', required=True, help='An exported generator.')
   parser.add_argument('--tfrecords', required=True, help='Its training records.')
