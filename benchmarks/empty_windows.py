@@ -13,6 +13,11 @@ at a centroid of `--split_khz` and prints for each side its share, its contrast
 (`metrics.window_contrast_db`: how many dB its loudest sound stands out) and the spread
 with and without the windows above the split. bin/evaluate reports the same kind of
 split by contrast alone (`quiet_share`, `std_khz_sounding`).
+
+Then, for the windows that hold sound (contrast at least bin/evaluate's `--quiet_db`),
+where in frequency their loudest 1 % of pixels lie: the share in each band of
+`--bands_khz`, and the quartiles of their frequency centroids. A generator that draws
+its sounds too low, or misses the higher calls, shows it here.
 """
 
 import os
@@ -42,10 +47,32 @@ def describe(name: str, centroids: np.ndarray, contrast: np.ndarray,
           f'kHz, without them {centroids[~above, 1].std():.2f}')
 
 
+def loud_bands(name: str, images: np.ndarray, transform, bands_khz) -> str:
+  """One line: where the loudest 1 % of pixels of the windows with sound lie."""
+  sounding = images[metrics.window_contrast_db(images, transform) >= metrics.QUIET_DB]
+  flat = sounding.reshape(len(sounding), -1)
+  k = int(np.ceil(0.01 * flat.shape[1]))
+  loud = (flat >= -np.partition(-flat, k - 1, axis=1)[:, k - 1:k]).reshape(sounding.shape)
+  per_row = loud.sum(axis=(0, 2)) / loud.sum()
+  row_khz = np.arange(len(per_row)) * transform.band_hz / 1000.0
+  edges = [0.0, *bands_khz, np.inf]
+  shares = ' '.join(
+      f'{per_row[(row_khz >= lo) & (row_khz < hi)].sum():.3f}'
+      for lo, hi in zip(edges[:-1], edges[1:]))
+  quartiles = np.quantile(metrics.energy_centroids(sounding, transform)[:, 1],
+                          [0.25, 0.5, 0.75])
+  return (f'{name:9s} {len(sounding):5d} windows with sound; loudest 1 % of pixels by '
+          f'band: {shares}; centroid quartiles {" ".join(f"{q:.2f}" for q in quartiles)} '
+          'kHz')
+
+
 def main():
   parser = bench_util.generator_diagnostic_args(__doc__.splitlines()[0], 256)
   parser.add_argument('--split_khz', type=float, default=2.0)
+  parser.add_argument('--bands_khz', default='0.125,0.5,1,2',
+                      help='Edges of the frequency bands of the second part, in kHz.')
   args = parser.parse_args()
+  bands_khz = [float(b) for b in args.bands_khz.split(',')]
   generated, manifest, transform = bench_util.generated_and_records(args)
   print(describe('generated', metrics.energy_centroids(generated, transform),
                  metrics.window_contrast_db(generated, transform), args.split_khz))
@@ -53,6 +80,12 @@ def main():
   real = evaluate_lib.read_real(args.tfrecords, manifest, transform,
                                 evaluate_lib.EvaluateConfig.top_fraction, args.seed)
   print(describe('real', real.centroids, real.contrast_db, args.split_khz))
+  edges = ['0', *args.bands_khz.split(','), 'top']
+  print('bands (kHz): ' + ' '.join(f'{lo}-{hi}' for lo, hi in zip(edges[:-1], edges[1:])))
+  print(loud_bands('generated', generated, transform, bands_khz))
+  kept = ('' if len(real.kept_images) == len(real.centroids) else
+          f' ({len(real.kept_images)} of {len(real.centroids)} windows)')
+  print(loud_bands('real', real.kept_images, transform, bands_khz) + kept)
 
 
 if __name__ == '__main__':
