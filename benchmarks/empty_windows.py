@@ -18,6 +18,10 @@ Then, for the windows that hold sound (contrast at least bin/evaluate's `--quiet
 where in frequency their loudest 1 % of pixels lie: the share in each band of
 `--bands_khz`, and the quartiles of their frequency centroids. A generator that draws
 its sounds too low, or misses the higher calls, shows it here.
+
+Last, when the windows with no sound come: their share at every step of the generated
+sequences, and the share of consecutive pairs (generated: steps t and t + 1 of a
+sequence; real: neighbouring windows of a recording) in which both hold no sound.
 """
 
 import os
@@ -66,6 +70,22 @@ def loud_bands(name: str, images: np.ndarray, transform, bands_khz) -> str:
           'kHz')
 
 
+def quiet_in_time(generated_quiet: np.ndarray, real) -> str:
+  """One line: windows with no sound by step of the sequences [N, T], and in pairs of
+  consecutive windows, generated and real."""
+  quiet = real.contrast_db < metrics.QUIET_DB
+  order = np.lexsort((real.window_indices, real.file_ids))
+  ids, index, quiet = real.file_ids[order], real.window_indices[order], quiet[order]
+  neighbours = (ids[:-1] == ids[1:]) & (index[:-1] + 1 == index[1:])
+  real_pairs = (quiet[:-1] & quiet[1:])[neighbours]
+  by_step = ' '.join(f'{100 * q:.1f}' for q in generated_quiet.mean(axis=0))
+  pairs = generated_quiet[:, :-1] & generated_quiet[:, 1:]
+  return (f'no sound by step of the generated sequences: {by_step} % (real, any window: '
+          f'{100 * quiet.mean():.1f} %); consecutive windows both without sound: '
+          f'generated {100 * pairs.mean():.1f} % of {pairs.size} pairs, real '
+          f'{100 * real_pairs.mean():.1f} % of {real_pairs.size}')
+
+
 def main():
   parser = bench_util.generator_diagnostic_args(__doc__.splitlines()[0], 256)
   parser.add_argument('--split_khz', type=float, default=2.0)
@@ -86,6 +106,8 @@ def main():
   kept = ('' if len(real.kept_images) == len(real.centroids) else
           f' ({len(real.kept_images)} of {len(real.centroids)} windows)')
   print(loud_bands('real', real.kept_images, transform, bands_khz) + kept)
+  generated_quiet = metrics.window_contrast_db(generated, transform) < metrics.QUIET_DB
+  print(quiet_in_time(generated_quiet.reshape(args.num_sequences, -1), real))
 
 
 if __name__ == '__main__':
