@@ -121,13 +121,15 @@ def run_child(argv, log_dir: str, name: str, env=None, cwd=None) -> dict:
 
 def generator_diagnostic_args(description: str, num_sequences: int):
   """The parser of a script that draws windows from an exported generator and reads
-  its training records: --model, --tfrecords, --seed, --num_sequences."""
+  its training records: --model, --tfrecords, --seed, --num_sequences, --seq_len."""
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument('--model', required=True, help='An exported generator.')
   parser.add_argument('--tfrecords', required=True, help='Its training records.')
   parser.add_argument('--seed', type=int, default=0, help="bin/evaluate's --seed.")
   parser.add_argument('--num_sequences', type=int, default=num_sequences,
-                      help='Generated sequences of 4 windows.')
+                      help='Generated sequences.')
+  parser.add_argument('--seq_len', type=int, default=4,
+                      help="Windows per generated sequence (bin/evaluate's 4).")
   return parser
 
 
@@ -138,6 +140,6 @@ def generated_and_records(args) -> tuple:
   from orca_gan import records
   loaded = evaluate_lib.load_generator(args.model)
   manifest = records.read_manifest(args.tfrecords)
-  generated = evaluate_lib.generate(loaded, args.num_sequences, 4, args.seed)
+  generated = evaluate_lib.generate(loaded, args.num_sequences, args.seq_len, args.seed)
   return (generated.reshape(-1, *generated.shape[-2:]), manifest,
           records.manifest_config(manifest))
