@@ -51,14 +51,16 @@ def describe(name: str, centroids: np.ndarray, contrast: np.ndarray,
           f'kHz, without them {centroids[~above, 1].std():.2f}')
 
 
-def loud_bands(name: str, images: np.ndarray, transform, bands_khz) -> str:
-  """One line: where the loudest 1 % of pixels of the windows with sound lie."""
-  sounding = images[metrics.window_contrast_db(images, transform) >= metrics.QUIET_DB]
+def loud_bands(name: str, images: np.ndarray, contrast: np.ndarray, transform,
+               bands_khz) -> str:
+  """One line: where the loudest 1 % of pixels of the windows with sound (`contrast`,
+  dB, at least bin/evaluate's --quiet_db) lie."""
+  sounding = images[contrast >= metrics.QUIET_DB]
   flat = sounding.reshape(len(sounding), -1)
   k = int(np.ceil(0.01 * flat.shape[1]))
   loud = (flat >= -np.partition(-flat, k - 1, axis=1)[:, k - 1:k]).reshape(sounding.shape)
   per_row = loud.sum(axis=(0, 2)) / loud.sum()
-  row_khz = np.arange(len(per_row)) * transform.band_hz / 1000.0
+  row_khz = (np.arange(len(per_row)) + 0.5) * transform.band_hz / 1000.0  # Centres.
   edges = [0.0, *bands_khz, np.inf]
   shares = ' '.join(
       f'{per_row[(row_khz >= lo) & (row_khz < hi)].sum():.3f}'
@@ -94,20 +96,22 @@ def main():
   args = parser.parse_args()
   bands_khz = [float(b) for b in args.bands_khz.split(',')]
   generated, manifest, transform = bench_util.generated_and_records(args)
-  print(describe('generated', metrics.energy_centroids(generated, transform),
-                 metrics.window_contrast_db(generated, transform), args.split_khz))
+  contrast = metrics.window_contrast_db(generated, transform)
+  print(describe('generated', metrics.energy_centroids(generated, transform), contrast,
+                 args.split_khz))
   # bin/evaluate's streaming pass over the records (its default --top_fraction).
   real = evaluate_lib.read_real(args.tfrecords, manifest, transform,
                                 evaluate_lib.EvaluateConfig.top_fraction, args.seed)
   print(describe('real', real.centroids, real.contrast_db, args.split_khz))
   edges = ['0', *args.bands_khz.split(','), 'top']
   print('bands (kHz): ' + ' '.join(f'{lo}-{hi}' for lo, hi in zip(edges[:-1], edges[1:])))
-  print(loud_bands('generated', generated, transform, bands_khz))
+  print(loud_bands('generated', generated, contrast, transform, bands_khz))
   kept = ('' if len(real.kept_images) == len(real.centroids) else
           f' ({len(real.kept_images)} of {len(real.centroids)} windows)')
-  print(loud_bands('real', real.kept_images, transform, bands_khz) + kept)
-  generated_quiet = metrics.window_contrast_db(generated, transform) < metrics.QUIET_DB
-  print(quiet_in_time(generated_quiet.reshape(args.num_sequences, -1), real))
+  print(loud_bands('real', real.kept_images, real.contrast_db[real.kept_positions],
+                   transform, bands_khz) + kept)
+  quiet = contrast < metrics.QUIET_DB
+  print(quiet_in_time(quiet.reshape(args.num_sequences, -1), real))
 
 
 if __name__ == '__main__':
