@@ -22,6 +22,10 @@ its sounds too low, or misses the higher calls, shows it here.
 Last, when the windows with no sound come: their share at every step of the generated
 sequences, and the share of consecutive pairs (generated: steps t and t + 1 of a
 sequence; real: neighbouring windows of a recording) in which both hold no sound.
+
+`--from_step K` leaves the first K windows of every generated sequence out of the first
+two parts (with `--seq_len` above K): the windows a generator draws once its LSTM state
+has left its zero start.
 """
 
 import os
@@ -93,19 +97,26 @@ def main():
   parser.add_argument('--split_khz', type=float, default=2.0)
   parser.add_argument('--bands_khz', default='0.125,0.5,1,2',
                       help='Edges of the frequency bands of the second part, in kHz.')
+  parser.add_argument('--from_step', type=int, default=0,
+                      help='Leave the first windows of every sequence out of the first '
+                      'two parts.')
   args = parser.parse_args()
+  if not 0 <= args.from_step < args.seq_len:
+    parser.error(f'--from_step must be in [0, --seq_len), got {args.from_step}')
   bands_khz = [float(b) for b in args.bands_khz.split(',')]
   generated, manifest, transform = bench_util.generated_and_records(args)
   contrast = metrics.window_contrast_db(generated, transform)
-  print(describe('generated', metrics.energy_centroids(generated, transform), contrast,
-                 args.split_khz))
+  kept_steps = np.arange(len(generated)) % args.seq_len >= args.from_step
+  print(describe('generated', metrics.energy_centroids(generated[kept_steps], transform),
+                 contrast[kept_steps], args.split_khz))
   # bin/evaluate's streaming pass over the records (its default --top_fraction).
   real = evaluate_lib.read_real(args.tfrecords, manifest, transform,
                                 evaluate_lib.EvaluateConfig.top_fraction, args.seed)
   print(describe('real', real.centroids, real.contrast_db, args.split_khz))
   edges = ['0', *args.bands_khz.split(','), 'top']
   print('bands (kHz): ' + ' '.join(f'{lo}-{hi}' for lo, hi in zip(edges[:-1], edges[1:])))
-  print(loud_bands('generated', generated, contrast, transform, bands_khz))
+  print(loud_bands('generated', generated[kept_steps], contrast[kept_steps], transform,
+                   bands_khz))
   kept = ('' if len(real.kept_images) == len(real.centroids) else
           f' ({len(real.kept_images)} of {len(real.centroids)} windows)')
   print(loud_bands('real', real.kept_images, real.contrast_db[real.kept_positions],
