@@ -55,23 +55,21 @@ def describe(name: str, centroids: np.ndarray, contrast: np.ndarray,
           f'kHz, without them {centroids[~above, 1].std():.2f}')
 
 
-def loud_bands(name: str, images: np.ndarray, contrast: np.ndarray, transform,
-               bands_khz) -> str:
-  """One line: where the loudest 1 % of pixels of the windows with sound (`contrast`,
-  dB, at least bin/evaluate's --quiet_db) lie."""
-  sounding = images[contrast >= metrics.QUIET_DB]
-  flat = sounding.reshape(len(sounding), -1)
-  k = int(np.ceil(0.01 * flat.shape[1]))
-  loud = (flat >= -np.partition(-flat, k - 1, axis=1)[:, k - 1:k]).reshape(sounding.shape)
+def loud_bands(name: str, images: np.ndarray, centroids: np.ndarray, contrast: np.ndarray,
+               transform, bands_khz) -> str:
+  """One line: where the loudest 1 % of pixels (`metrics.loudest_pixels`, bin/evaluate's
+  --top_fraction) of the windows with sound (`contrast`, dB, at least bin/evaluate's
+  --quiet_db) lie, and the quartiles of their frequency `centroids`."""
+  sounding = contrast >= metrics.QUIET_DB
+  loud = metrics.loudest_pixels(images[sounding], evaluate_lib.EvaluateConfig.top_fraction)
   per_row = loud.sum(axis=(0, 2)) / loud.sum()
   row_khz = (np.arange(len(per_row)) + 0.5) * transform.band_hz / 1000.0  # Centres.
   edges = [0.0, *bands_khz, np.inf]
   shares = ' '.join(
       f'{per_row[(row_khz >= lo) & (row_khz < hi)].sum():.3f}'
       for lo, hi in zip(edges[:-1], edges[1:]))
-  quartiles = np.quantile(metrics.energy_centroids(sounding, transform)[:, 1],
-                          [0.25, 0.5, 0.75])
-  return (f'{name:9s} {len(sounding):5d} windows with sound; loudest 1 % of pixels by '
+  quartiles = np.quantile(centroids[sounding, 1], [0.25, 0.5, 0.75])
+  return (f'{name:9s} {sounding.sum():5d} windows with sound; loudest 1 % of pixels by '
           f'band: {shares}; centroid quartiles {" ".join(f"{q:.2f}" for q in quartiles)} '
           'kHz')
 
@@ -105,22 +103,23 @@ def main():
     parser.error(f'--from_step must be in [0, --seq_len), got {args.from_step}')
   bands_khz = [float(b) for b in args.bands_khz.split(',')]
   generated, manifest, transform = bench_util.generated_and_records(args)
+  top_fraction = evaluate_lib.EvaluateConfig.top_fraction  # bin/evaluate's default.
   contrast = metrics.window_contrast_db(generated, transform)
   kept_steps = np.arange(len(generated)) % args.seq_len >= args.from_step
-  print(describe('generated', metrics.energy_centroids(generated[kept_steps], transform),
-                 contrast[kept_steps], args.split_khz))
-  # bin/evaluate's streaming pass over the records (its default --top_fraction).
-  real = evaluate_lib.read_real(args.tfrecords, manifest, transform,
-                                evaluate_lib.EvaluateConfig.top_fraction, args.seed)
+  later, later_contrast = generated[kept_steps], contrast[kept_steps]
+  centroids = metrics.energy_centroids(later, transform, top_fraction)
+  print(describe('generated', centroids, later_contrast, args.split_khz))
+  # bin/evaluate's streaming pass over the records.
+  real = evaluate_lib.read_real(args.tfrecords, manifest, transform, top_fraction,
+                                args.seed)
   print(describe('real', real.centroids, real.contrast_db, args.split_khz))
   edges = ['0', *args.bands_khz.split(','), 'top']
   print('bands (kHz): ' + ' '.join(f'{lo}-{hi}' for lo, hi in zip(edges[:-1], edges[1:])))
-  print(loud_bands('generated', generated[kept_steps], contrast[kept_steps], transform,
-                   bands_khz))
+  print(loud_bands('generated', later, centroids, later_contrast, transform, bands_khz))
   kept = ('' if len(real.kept_images) == len(real.centroids) else
           f' ({len(real.kept_images)} of {len(real.centroids)} windows)')
-  print(loud_bands('real', real.kept_images, real.contrast_db[real.kept_positions],
-                   transform, bands_khz) + kept)
+  print(loud_bands('real', real.kept_images, real.centroids[real.kept_positions],
+                   real.contrast_db[real.kept_positions], transform, bands_khz) + kept)
   quiet = contrast < metrics.QUIET_DB
   print(quiet_in_time(quiet.reshape(args.num_sequences, -1), real))
 

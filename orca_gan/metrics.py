@@ -243,14 +243,35 @@ def kernel_distance(features_a, features_b, block_size: int = 1024) -> float:
           - 2.0 * _kernel_sum(a, b, dim, block_size) / (m * n))
 
 
+def loudest_pixels(images, top_fraction: float = 0.01) -> np.ndarray:
+  """Which pixels of every window are its loudest: those at or above the window's k-th
+  largest value, k = ceil(top_fraction * H * W) (ties included).
+
+  Args:
+    images: Shape [..., H, W] or [..., H, W, 1].
+    top_fraction: Fraction of the pixels that count, in (0, 1].
+
+  Returns:
+    bool [N, H, W].
+  """
+  if not 0.0 < top_fraction <= 1.0:
+    raise ValueError(f'top_fraction must be in (0, 1], got {top_fraction}')
+  x = _as_windows(images)
+  n, height, width = x.shape
+  flat = x.reshape(n, -1)
+  k = max(1, int(math.ceil(top_fraction * height * width)))
+  threshold = -np.partition(-flat, k - 1, axis=1)[:, k - 1:k]        # [n, 1]
+  return (flat >= threshold).reshape(n, height, width)
+
+
 def energy_centroids(images, transform, top_fraction: float = 0.01) -> np.ndarray:
   """Time and frequency centroid of the loudest pixels of every window.
 
-  The pixels at or above the image's k-th largest value, k = ceil(top_fraction * H * W)
-  (ties included), weighted by linear power relative to the image's maximum,
-  w = 10^((x - max x) * (db_max - db_min) / 20), i.e. power in the transform's dB
-  scale. Column t is at (t + 0.5) * hop_s seconds and row k at (k + 0.5) * band_hz, the
-  centres `spectral` gives them. A window of constant value gives the image centre.
+  The `loudest_pixels` of each window, weighted by linear power relative to the
+  image's maximum, w = 10^((x - max x) * (db_max - db_min) / 20), i.e. power in the
+  transform's dB scale. Column t is at (t + 0.5) * hop_s seconds and row k at
+  (k + 0.5) * band_hz, the centres `spectral` gives them. A window of constant value
+  gives the image centre.
 
   Args:
     images: Values in [-1, 1], shape [..., H, W] or [..., H, W, 1].
@@ -261,17 +282,12 @@ def energy_centroids(images, transform, top_fraction: float = 0.01) -> np.ndarra
   Returns:
     float64 [N, 2]: (seconds from the window start, kHz).
   """
-  if not 0.0 < top_fraction <= 1.0:
-    raise ValueError(f'top_fraction must be in (0, 1], got {top_fraction}')
   x = _as_windows(images)
-  n, height, width = x.shape
-  flat = x.reshape(n, -1)
-  k = max(1, int(math.ceil(top_fraction * height * width)))
-  threshold = -np.partition(-flat, k - 1, axis=1)[:, k - 1:k]        # [n, 1]
+  loud = loudest_pixels(x, top_fraction)
+  _, height, width = x.shape
+  peak = x.max(axis=(1, 2), keepdims=True)
   db_range = transform.db_max - transform.db_min
-  weights = np.where(flat >= threshold,
-                     10.0**((flat - flat.max(axis=1, keepdims=True)) * db_range / 20.0),
-                     0.0).reshape(n, height, width)
+  weights = np.where(loud, 10.0**((x - peak) * db_range / 20.0), 0.0)
   total = weights.sum(axis=(1, 2))
   time_s = (np.arange(width) + 0.5) * transform.hop_s
   freq_khz = (np.arange(height) + 0.5) * transform.band_hz / 1000.0
