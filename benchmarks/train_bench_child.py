@@ -61,7 +61,9 @@ def _legacy_step(trainer):
   def step():
     real_seq = tf.cast(next(dataset), tf.float32)[..., None] / 127.5 - 1.0
     b = config.batch_size
-    states = (g.initial_state(b), d.initial_state(b), d.initial_state(b))
+    # The zero start state: this step predates --g_start_state.
+    states = (g.start_state(tf.zeros([b, g.config.z_dim])), d.initial_state(b),
+              d.initial_state(b))
     totals = {}
     for t in range(config.seq_len):
       states, metrics = time_step(real_seq, tf.constant(t), states)

@@ -10,6 +10,8 @@ long sequence in chunks. Both run the same `models.generate_sequence` /
 
 Signatures of the generator:
   serving_default(z [b, T, z_dim]) -> {images [b, T, size, size, 1]}
+  start_state(z [b, z_dim]) -> {state_h [b, g_lstm_units], state_c}, the state a
+      sequence whose first latents are `z` starts from
   generate_from_state(z, state_h [b, g_lstm_units], state_c [b, g_lstm_units])
       -> {images, state_h, state_c}
   metadata() -> {json: string scalar}
@@ -66,7 +68,9 @@ class ServingGenerator(_ServingModule):
   Attributes:
     model_variables: The variables of the Keras generator; tracked, so they are saved.
     generate: tf.function, `z` [b, T, z_dim] -> {'images': [b, T, size, size, 1]},
-      starting from the zero state.
+      starting from the start state of `z[:, 0]`.
+    start_state: tf.function, `z` [b, z_dim] -> {'state_h', 'state_c'}, each
+      [b, g_lstm_units]: `models.Generator.start_state`, where `generate` starts.
     generate_from_state: tf.function, (`z`, `state_h`, `state_c`, each state
       [b, g_lstm_units]) -> {'images', 'state_h', 'state_c'}, the state after the last
       step.
@@ -76,10 +80,15 @@ class ServingGenerator(_ServingModule):
   def __init__(self, generator: models.Generator, metadata_json: str, name=None):
     super().__init__(metadata_json, name=name)
     config = generator.config
-    self.model_variables = _build_and_list_variables(
-        generator, tf.zeros([1, config.z_dim]))
+    z = tf.zeros([1, config.z_dim])
+    self.model_variables = _build_and_list_variables(generator, z,
+                                                     generator.start_state(z))
     z_spec = tf.TensorSpec([None, None, config.z_dim], tf.float32, name='z')
     state_spec = tf.TensorSpec([None, config.g_lstm_units], tf.float32)
+
+    def start_state(z):
+      h, c = generator.start_state(z)
+      return {'state_h': h, 'state_c': c}
 
     def generate(z):
       images, _ = models.generate_sequence(generator, z, training=False)
@@ -90,6 +99,8 @@ class ServingGenerator(_ServingModule):
                                                 training=False)
       return {'images': images, 'state_h': h, 'state_c': c}
 
+    self.start_state = tf.function(start_state, input_signature=[
+        tf.TensorSpec([None, config.z_dim], tf.float32, name='z')])
     self.generate = tf.function(generate, input_signature=[z_spec])
     self.generate_from_state = tf.function(
         generate_from_state,
@@ -99,6 +110,7 @@ class ServingGenerator(_ServingModule):
   def signatures(self) -> dict:
     return {'serving_default': self.generate.get_concrete_function(),
             'generate_from_state': self.generate_from_state.get_concrete_function(),
+            'start_state': self.start_state.get_concrete_function(),
             'metadata': self.metadata.get_concrete_function()}
 
 
@@ -124,7 +136,7 @@ class ServingDiscriminator(_ServingModule):
     config = discriminator.config
     size = config.image_size
     self.model_variables = _build_and_list_variables(
-        discriminator, tf.zeros([1, size, size, 1]))
+        discriminator, tf.zeros([1, size, size, 1]), discriminator.initial_state(1))
     images_spec = tf.TensorSpec([None, None, size, size, 1], tf.float32, name='images')
     state_spec = tf.TensorSpec([None, config.d_lstm_units], tf.float32)
 
@@ -160,7 +172,7 @@ class ServingDiscriminator(_ServingModule):
             'metadata': self.metadata.get_concrete_function()}
 
 
-def _build_and_list_variables(model, inputs) -> list:
+def _build_and_list_variables(model, inputs, state) -> list:
   """Returns the variables of `model`, after one eager call on `inputs` builds them.
 
   The call builds a model that has never been called, so that no variable is created
@@ -169,7 +181,7 @@ def _build_and_list_variables(model, inputs) -> list:
   `tf.saved_model.save` traces and which fails for `call(inputs, state)` (Keras'
   own `ExportArchive` tracks variables likewise).
   """
-  model(inputs, model.initial_state(1), training=False)
+  model(inputs, state, training=False)
   return list(model.variables)
 
 

@@ -15,6 +15,9 @@ state, which is what lets
 
 States are `(h, c)` tuples of float32 tensors, shape [batch, lstm_units], and stay
 float32 under a mixed-precision policy so that loop-carried state keeps one dtype.
+A sequence of the generator starts from `Generator.start_state` of its first latents
+(zeros, or a function of the latents with `ModelConfig.start_state`); one of the
+discriminator from `Discriminator.initial_state`, zeros.
 Images, logits and embeddings are float32 as well.
 
 `generate_sequence` and `discriminate_sequence` run a whole sequence with a
@@ -44,6 +47,8 @@ _MAX_DF_MULTIPLE = 8
 RNG_ALGORITHM = 'philox'
 # `ModelConfig.upsample`'s choices.
 UPSAMPLING = ('transpose', 'resize')
+# `ModelConfig.start_state`'s choices.
+START_STATES = ('zeros', 'latent')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +92,12 @@ class ModelConfig:
       where a transposed convolution makes each of the four pixels of a 2x2 cell with
       weights of its own, and stacked, these paint a fixed pattern on an 8-pixel
       lattice into every window (benchmarks/README.md).
+    start_state: Where the generator's LSTM starts a sequence. 'zeros': the zero
+      state (the seed's). 'latent': a learned function of the sequence's first latent
+      vector (a dense layer; h through a tanh). A series of training windows starts
+      anywhere in a tape, in the middle of whatever was sounding; from the zero state
+      an LSTM's first outputs are smaller than its later ones, and the first windows
+      of a sequence come out emptier (benchmarks/README.md).
   """
   image_size: int = 128
   z_dim: int = 128
@@ -100,6 +111,7 @@ class ModelConfig:
   noise_inputs: bool = False
   noise_rate: float = 1.0
   upsample: str = 'transpose'
+  start_state: str = 'zeros'
 
   def __post_init__(self):
     size = self.image_size
@@ -114,6 +126,9 @@ class ModelConfig:
       raise ValueError(f'fast_z must be in [0, z_dim={self.z_dim}], got {self.fast_z}')
     if self.upsample not in UPSAMPLING:
       raise ValueError(f'upsample must be one of {UPSAMPLING}, got {self.upsample!r}')
+    if self.start_state not in START_STATES:
+      raise ValueError(f'start_state must be one of {START_STATES}, '
+                       f'got {self.start_state!r}')
     if not self.noise_rate > 0:
       raise ValueError(f'noise_rate must be positive, got {self.noise_rate}')
     if self.noise_inputs and not self.fast_z:
@@ -160,10 +175,11 @@ def _upsampling(kind: str, width: int, use_bias: bool, name: str) -> keras.layer
 class Generator(keras.Model):
   """One step of the generator: latent vector + LSTM state -> image + new state.
 
-  z -> LSTMCell -> concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> upsampling
-  blocks (stride-2 Conv2DTranspose as DCGAN, or resize-convolution, `upsample`;
-  BatchNorm + ReLU) halving the width down to `gf_min` -> a last upsampling to one
-  channel (+ per-pixel noise with `noise_inputs`) -> tanh.
+  z -> LSTMCell (from `start_state` at a sequence's first step) ->
+  concat([lstm_out, z]) -> Dense -> [4, 4, gf_dim] -> upsampling blocks (stride-2
+  Conv2DTranspose as DCGAN, or resize-convolution, `upsample`; BatchNorm + ReLU)
+  halving the width down to `gf_min` -> a last upsampling to one channel (+ per-pixel
+  noise with `noise_inputs`) -> tanh.
 
   The batch-norm layers make the output depend on `training` (batch statistics vs
   moving averages), as in DCGAN; everything else is per-row.
@@ -173,6 +189,8 @@ class Generator(keras.Model):
     super().__init__(**kwargs)
     self.config = config
     self.lstm_cell = keras.layers.LSTMCell(config.g_lstm_units, name='lstm_cell')
+    self.start = (keras.layers.Dense(2 * config.g_lstm_units, name='start_state')
+                  if config.start_state == 'latent' else None)
     self.project = keras.layers.Dense(
         _BASE_SIZE * _BASE_SIZE * config.gf_dim, use_bias=False, name='project')
     self.reshape = keras.layers.Reshape((_BASE_SIZE, _BASE_SIZE, config.gf_dim))
@@ -194,17 +212,27 @@ class Generator(keras.Model):
     # float32 so that a mixed-precision run still emits float32 images.
     self.tanh = keras.layers.Activation('tanh', dtype='float32', name='tanh')
 
-  def initial_state(self, batch_size) -> State:
-    """Zero state `(h, c)`, each float32 of shape [batch_size, g_lstm_units]."""
-    shape = [batch_size, self.config.g_lstm_units]
-    return tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)
+  def start_state(self, z) -> State:
+    """The state `(h, c)` before the first step of sequences (`ModelConfig.start_state`).
+
+    Args:
+      z: The sequences' first latent vectors, shape [batch, z_dim].
+
+    Returns:
+      float32 `(h, c)`, each [batch, g_lstm_units]: zeros, or computed from `z`.
+    """
+    if self.start is None:
+      shape = [tf.shape(z)[0], self.config.g_lstm_units]
+      return tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)
+    h, c = tf.split(tf.cast(self.start(z), tf.float32), 2, axis=-1)
+    return tf.tanh(h), c
 
   def call(self, z, state, training=False):
     """Generates the next image of each sequence.
 
     Args:
       z: Latent vectors, shape [batch, z_dim].
-      state: `(h, c)` from `initial_state` or the previous step, each
+      state: `(h, c)` from `start_state` or the previous step, each
         [batch, g_lstm_units].
       training: Batch-norm mode.
 
@@ -502,7 +530,8 @@ def generate_sequence(generator_model: Generator, z_seq, state=None, training=Fa
   Args:
     generator_model: The generator.
     z_seq: Latents, shape [batch, T, z_dim] (e.g. from `sample_latents`).
-    state: Generator state to start from; `None` for `initial_state`.
+    state: Generator state to start from; `None` for `start_state` of the first
+      latents.
     training: Batch-norm mode.
 
   Returns:
@@ -511,7 +540,8 @@ def generate_sequence(generator_model: Generator, z_seq, state=None, training=Fa
   """
   z_seq = tf.convert_to_tensor(z_seq, tf.float32)
   if state is None:
-    state = generator_model.initial_state(tf.shape(z_seq)[0])
+    # The first latents; zeros for a sequence of no steps (T = 0).
+    state = generator_model.start_state(tf.reduce_sum(z_seq[:, :1], axis=1))
   size = generator_model.config.image_size
 
   def step(z, state):

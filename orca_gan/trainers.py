@@ -116,6 +116,10 @@ class TrainConfig:
       'DCGAN) or resize (nearest-neighbour upsampling, then a 3x3 convolution; Odena et '
       'al. 2016). Transposed convolutions paint a fixed pattern on an 8-pixel lattice '
       'into every window (benchmarks/README.md).', choices=models.UPSAMPLING)
+  g_start_state: str = configs.flag('zeros',
+      'Where the generator\'s LSTM starts each sequence: zeros (the seed\'s) or latent '
+      '(a learned function of the first latent vector; exports carry it, and their '
+      '`generate` signature starts there).', choices=models.START_STATES)
   df_dim: int = configs.flag(16, 'Discriminator width.')
   minibatch_stddev: bool = configs.flag(False,
       'Give the discriminator the batch standard deviation of its last features '
@@ -252,7 +256,8 @@ class TrainConfig:
         g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
         gf_dim=self.gf_dim, gf_min=self.gf_min, df_dim=self.df_dim,
         minibatch_stddev=self.minibatch_stddev, noise_inputs=self.g_noise,
-        noise_rate=self.g_noise_rate, upsample=self.g_upsample)
+        noise_rate=self.g_noise_rate, upsample=self.g_upsample,
+        start_state=self.g_start_state)
 
   @property
   def resolved_export_dir(self) -> str:
@@ -404,7 +409,8 @@ class GanTrainer:
       self.discriminator = models.Discriminator(self.model_config)
       # Build the variables with one call before anything restores into them.
       mc = self.model_config
-      self.generator(tf.zeros([1, mc.z_dim]), self.generator.initial_state(1))
+      z = tf.zeros([1, mc.z_dim])
+      self.generator(z, self.generator.start_state(z))
       self.discriminator(tf.zeros([1, image_size, image_size, 1]),
                          self.discriminator.initial_state(1))
       if self.generator.noise_strength is not None:  # --g_noise
@@ -430,7 +436,7 @@ class GanTrainer:
       self.generator_ema = None
       if config.g_ema:
         self.generator_ema = models.Generator(self.model_config, name='generator_ema')
-        self.generator_ema(tf.zeros([1, mc.z_dim]), self.generator_ema.initial_state(1))
+        self.generator_ema(z, self.generator_ema.start_state(z))
         self._reset_generator_ema()
 
     # The global batch, read on the host inside the step; each replica takes its
@@ -708,11 +714,25 @@ class GanTrainer:
         return images
       return augment(images, shifts[t, update, kind], gains[t, update, kind])
 
+    def g_state_at(t, carried):
+      """The generator state step `t` starts from, on the generator's tape.
+
+      A learned start state (--g_start_state latent) is computed again on the tape of
+      the first step, so that it is trained; later steps carry the state as a constant.
+      """
+      if self.generator.start is None:
+        return carried
+      if isinstance(t, int):  # Unrolled.
+        return self.generator.start_state(z[:, 0]) if t == 0 else carried
+      return tuple(tf.where(t == 0, start, state) for start, state in
+                   zip(self.generator.start_state(z[:, 0]), carried))
+
     def time_step(t, carry):
       g_state, d_fake_state, d_real_states, sums = carry
       sums = dict(sums)
       d_real_states = list(d_real_states)
       with tf.GradientTape() as g_tape:
+        g_state = g_state_at(t, g_state)
         # The generator runs once per time step in training mode (batch-norm averages
         # updated once); the discriminator updates see it as a constant.
         fake, new_g_state = self.generator(z[:, t], g_state, training=True)
@@ -742,7 +762,7 @@ class GanTrainer:
       sums['g_grad_norm'] += tf.where(g_applied, g_norm, 0.0)
       return new_g_state, new_fake_state, tuple(d_real_states), sums
 
-    carry = (self.generator.initial_state(b), self.discriminator.initial_state(b),
+    carry = (self.generator.start_state(z[:, 0]), self.discriminator.initial_state(b),
              tuple(self.discriminator.initial_state(b) for _ in reals),
              {name: tf.constant(0.0) for name in self.metric_names})
     if self.replicas == 1 and self.config.strategy != 'multi_worker':

@@ -26,7 +26,8 @@ def exported(tmp_path_factory):
   keras.utils.set_random_seed(0)
   generator, discriminator = models.Generator(TINY_MODEL), models.Discriminator(TINY_MODEL)
   size = TINY_MODEL.image_size
-  generator(tf.zeros([1, TINY_MODEL.z_dim]), generator.initial_state(1))
+  z = tf.zeros([1, TINY_MODEL.z_dim])
+  generator(z, generator.start_state(z))
   discriminator(tf.zeros([1, size, size, 1]), discriminator.initial_state(1))
   return export_lib.export_models(generator, discriminator, TINY_MODEL, TINY_TRANSFORM,
                                   str(tmp_path_factory.mktemp('export')))

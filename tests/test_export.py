@@ -25,10 +25,11 @@ from orca_gan import models
 from orca_gan import spectral
 from tests.helpers import run_app, write_wav
 
-# With noise inputs: their hash must survive export and run without orca_gan.
+# With noise inputs (their hash must survive export and run without orca_gan) and a
+# learned start state (the export must carry it).
 TINY = models.ModelConfig(image_size=16, z_dim=8, fast_z=5, g_lstm_units=16,
                           d_lstm_units=16, gf_dim=16, df_dim=8, noise_inputs=True,
-                          noise_rate=0.5, upsample='resize')
+                          noise_rate=0.5, upsample='resize', start_state='latent')
 TRANSFORM = spectral.SpectrogramConfig(image_size=16, window_s=1.0)
 # (batch_size, seq_len): every case also runs in two chunks split at seq_len // 2.
 CASES = [(1, 2), (1, 5), (3, 2), (3, 5)]
@@ -76,9 +77,13 @@ _CHILD = textwrap.dedent('''\
         x = tf.constant(np.load(os.path.join(io_dir, f'{case}.{input_name}.npy')))
         save(f'{case}.{kind}', loaded.signatures['serving_default'](**{input_name: x}))
         split = x.shape[1] // 2
-        zeros = tf.zeros([x.shape[0], units])
-        first = loaded.signatures[from_state](
-            **{input_name: x[:, :split], 'state_h': zeros, 'state_c': zeros})
+        if kind == 'generator':
+          start = loaded.signatures['start_state'](z=x[:, 0])
+          save(f'{case}.generator_start', start)
+        else:
+          start = {'state_h': tf.zeros([x.shape[0], units])}
+          start['state_c'] = start['state_h']
+        first = loaded.signatures[from_state](**{input_name: x[:, :split], **start})
         second = loaded.signatures[from_state](
             **{input_name: x[:, split:], 'state_h': first['state_h'],
                'state_c': first['state_c']})
@@ -98,7 +103,8 @@ def _trained_models(seed):
   """
   keras.utils.set_random_seed(seed)
   generator, discriminator = models.Generator(TINY), models.Discriminator(TINY)
-  generator(tf.zeros([1, TINY.z_dim]), generator.initial_state(1))
+  z = tf.zeros([1, TINY.z_dim])
+  generator(z, generator.start_state(z))
   discriminator(tf.zeros([1, 16, 16, 1]), discriminator.initial_state(1))
   rng = np.random.default_rng(seed)
   assert generator.non_trainable_variables
@@ -163,6 +169,9 @@ def test_loaded_signatures_match_in_memory_models(exported, child_outputs, batch
 
   expected_images, _ = models.generate_sequence(generator, z)
   _assert_close(np.load(f'{case}.generator.images.npy'), expected_images)
+  for got, want in zip(('state_h', 'state_c'), generator.start_state(z[:, 0])):
+    assert np.abs(want).max() > 1e-3  # Learned, not the zero state.
+    _assert_close(np.load(f'{case}.generator_start.{got}.npy'), want)
   logits, embeddings, _ = models.discriminate_sequence(discriminator, images)
   _assert_close(np.load(f'{case}.discriminator.logits.npy'), logits)
   _assert_close(np.load(f'{case}.discriminator.embeddings.npy'), embeddings)
@@ -206,7 +215,7 @@ def test_metadata_readable_without_orca_gan(exported, child_outputs, kind):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('kind, names', [
-    ('generator', ['serving_default', 'generate_from_state', 'metadata',
+    ('generator', ['serving_default', 'generate_from_state', 'start_state', 'metadata',
                    "inputs['z']", "inputs['state_h']", "inputs['state_c']",
                    "outputs['images']", "outputs['json']"]),
     ('discriminator', ['serving_default', 'discriminate_from_state', 'features',
@@ -282,7 +291,7 @@ def test_load_checks_kind(exported):
     export_lib.load(generator_path, 'critic')
   loaded = export_lib.load(generator_path, 'generator')
   assert set(loaded.signatures) == {'serving_default', 'generate_from_state',
-                                    'metadata'}
+                                    'start_state', 'metadata'}
 
 
 @pytest.mark.parametrize('model_config, transform, extra_metadata, match', [

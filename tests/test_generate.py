@@ -146,7 +146,8 @@ def export(tmp_path_factory):
   """A tiny untrained generator and discriminator, exported: {'generator': path, ...}."""
   generator = models.Generator(TINY)
   discriminator = models.Discriminator(TINY)
-  generator(tf.zeros([1, TINY.z_dim]), generator.initial_state(1))
+  z = tf.zeros([1, TINY.z_dim])
+  generator(z, generator.start_state(z))
   discriminator(tf.zeros([1, 32, 32, 1]), discriminator.initial_state(1))
   return export_lib.export_models(generator, discriminator, TINY,
                                   transform=TINY_TRANSFORM,

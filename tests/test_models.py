@@ -41,7 +41,7 @@ def mixed_precision():
     ('image_size', 8), ('image_size', 48), ('z_dim', 0), ('fast_z', -1),
     ('fast_z', 9), ('g_lstm_units', 0), ('d_lstm_units', -4), ('gf_dim', 0),
     ('gf_min', 0), ('gf_min', 17), ('df_dim', 0), ('noise_rate', 0.0),
-    ('upsample', 'bilinear'),
+    ('upsample', 'bilinear'), ('start_state', 'learned'),
 ])
 def test_config_rejects_bad_values(field, value):
   with pytest.raises(ValueError, match=field):
@@ -52,7 +52,8 @@ def test_config_rejects_bad_values(field, value):
 def test_generator_widths_halve_down_to_the_floor(gf_min, widths):
   config = dataclasses.replace(TINY, image_size=128, gf_min=gf_min)
   generator, _ = _build(config)
-  generator(tf.zeros([1, config.z_dim]), generator.initial_state(1))
+  z = tf.zeros([1, config.z_dim])
+  generator(z, generator.start_state(z))
   assert [config.generator_width(level) for level in range(5)] == widths
   assert [d.filters for d in generator.deconvs] == widths[1:]
   assert generator.to_image.kernel.shape[-1] == widths[-1]  # Conv2DTranspose: [.., out, in].
@@ -84,8 +85,8 @@ def test_output_shapes(image_size, training, upsample):
   config = dataclasses.replace(TINY, image_size=image_size, upsample=upsample)
   generator, discriminator = _build(config)
   batch_size = 2
-  images, g_state = generator(tf.random.normal([batch_size, config.z_dim]),
-                              generator.initial_state(batch_size), training=training)
+  z = tf.random.normal([batch_size, config.z_dim])
+  images, g_state = generator(z, generator.start_state(z), training=training)
   logits, embedding, d_state = discriminator(
       images, discriminator.initial_state(batch_size), training=training)
   assert images.shape == (batch_size, image_size, image_size, 1)
@@ -100,7 +101,7 @@ def test_output_shapes(image_size, training, upsample):
 def test_generator_state_carries_across_steps():
   generator, _ = _build()
   z = _latents(2, 2)
-  zero_state = generator.initial_state(2)
+  zero_state = generator.start_state(z[:, 0])
   _, state_1 = generator(z[:, 0], zero_state)
   after_step_1, _ = generator(z[:, 1], state_1)
   from_zero, _ = generator(z[:, 1], zero_state)
@@ -121,7 +122,24 @@ def test_discriminator_state_carries_across_steps():
   np.testing.assert_array_equal(after_step_1.numpy(), again.numpy())
 
 
-def test_new_sequence_from_initial_state_repeats_first_sequence():
+def test_start_state_is_zeros_or_a_function_of_each_rows_first_latents():
+  z = _latents(3, 1)[:, 0]
+  zeros, _ = _build()
+  for part in zeros.start_state(z):
+    np.testing.assert_array_equal(part, np.zeros([3, TINY.g_lstm_units]))
+  generator, _ = _build(dataclasses.replace(TINY, start_state='latent'))
+  h, c = generator.start_state(z)
+  assert h.dtype == c.dtype == tf.float32
+  assert np.all(np.abs(h) < 1.0)  # Through a tanh, as an LSTM's h.
+  for part in (h, c):
+    assert np.min(np.ptp(part.numpy(), axis=0)) > 0  # Rows differ with their latents.
+  # Row by row: a row's start does not depend on the rest of the batch.
+  h_0, c_0 = generator.start_state(z[:1])
+  np.testing.assert_allclose(h_0, h[:1], atol=1e-6)
+  np.testing.assert_allclose(c_0, c[:1], atol=1e-6)
+
+
+def test_new_sequence_from_start_states_repeats_first_sequence():
   generator, discriminator = _build()
   z = _latents(2, 3)
   first, g_state = models.generate_sequence(generator, z)
@@ -131,20 +149,21 @@ def test_new_sequence_from_initial_state_repeats_first_sequence():
   continued_logits, _, _ = models.discriminate_sequence(discriminator, first, d_state)
   assert np.max(np.abs(continued.numpy() - first.numpy())) > 1e-4
   assert np.max(np.abs(continued_logits.numpy() - first_logits.numpy())) > 1e-6
-  # ... and restarting from initial_state repeats the first sequence: no hidden state.
-  again, _ = models.generate_sequence(generator, z, generator.initial_state(2))
+  # ... and restarting from the start states repeats the first sequence: no hidden state.
+  again, _ = models.generate_sequence(generator, z, generator.start_state(z[:, 0]))
   again_logits, _, _ = models.discriminate_sequence(
       discriminator, first, discriminator.initial_state(2))
   np.testing.assert_array_equal(again.numpy(), first.numpy())
   np.testing.assert_array_equal(again_logits.numpy(), first_logits.numpy())
 
 
-def test_sequence_functions_match_step_by_step_calls():
-  generator, discriminator = _build()
+@pytest.mark.parametrize('start_state', models.START_STATES)
+def test_sequence_functions_match_step_by_step_calls(start_state):
+  generator, discriminator = _build(dataclasses.replace(TINY, start_state=start_state))
   z = _latents(2, 3)
   images, g_final = models.generate_sequence(generator, z)
   logits, embeddings, d_final = models.discriminate_sequence(discriminator, images)
-  g_state, d_state = generator.initial_state(2), discriminator.initial_state(2)
+  g_state, d_state = generator.start_state(z[:, 0]), discriminator.initial_state(2)
   for t in range(3):
     images_t, g_state = generator(z[:, t], g_state)
     logits_t, embedding_t, d_state = discriminator(images_t, d_state)
@@ -248,8 +267,9 @@ def test_mixed_precision_outputs_are_float32(mixed_precision):
   assert np.all(np.abs(images.numpy()) <= 1.0)
 
 
-def test_sequence_functions_in_tf_function_with_unknown_dims():
-  generator, discriminator = _build()
+@pytest.mark.parametrize('start_state', models.START_STATES)
+def test_sequence_functions_in_tf_function_with_unknown_dims(start_state):
+  generator, discriminator = _build(dataclasses.replace(TINY, start_state=start_state))
   @tf.function(input_signature=[tf.TensorSpec([None, None, TINY.z_dim], tf.float32)])
   def run(z):
     images, g_state = models.generate_sequence(generator, z)

@@ -132,6 +132,32 @@ def test_states_reset_at_every_batch(record_dir, tmp_path):
     assert float(first[name]) == pytest.approx(float(second[name]), rel=1e-6), name
 
 
+def test_learned_start_state_is_trained_and_starts_every_sequence(record_dir, tmp_path):
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=1, seq_len=2,
+                                      g_start_state='latent'))
+  start = trainer.generator.start
+  before = [w.numpy() for w in start.weights]
+  stored = (next(trainer.iterator),)
+  noise = trainer._noise()
+  step = tf.function(trainer._replica_step_fn)
+  trainer.g_optimizer.learning_rate.assign(0.0)
+  trainer.d_optimizer.learning_rate.assign(0.0)
+  first = step(stored, noise)
+  # A start state learned from the first latents, not the zero state: at one time
+  # step, the generator's loss is the one its start state gives.
+  for w in start.weights:
+    w.assign(tf.zeros_like(w))
+  from_zeros = step(stored, noise)
+  assert abs(float(first['g_loss']) - float(from_zeros['g_loss'])) > 1e-4
+  for w, value in zip(start.weights, before):
+    w.assign(value)
+  # The first step's update reaches it: it is on the generator's tape.
+  trainer.g_optimizer.learning_rate.assign(1e-3)
+  step(stored, noise)
+  for w, value in zip(start.weights, before):
+    assert np.abs(w.numpy() - value).max() > 1e-5, w.path
+
+
 def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_path,
                                                               monkeypatch):
   """Weights, optimizer slots, latents and input position all come back: a resumed
@@ -198,11 +224,13 @@ def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
 
 
 def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path):
-  """With the generator's noise inputs, whose hash XLA must compute exactly."""
+  """With the generator's noise inputs, whose hash XLA must compute exactly, and its
+  learned start state, chosen at the first step of the loop."""
   results = {}
   for jit in ('false', 'true'):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / jit, steps=3,
                                         jit_compile=jit, summary_every=3, g_noise=True,
+                                        g_start_state='latent',
                                         save_every=10, image_every=10))
     assert trainer.jit == (jit == 'true')
     results[jit] = (train_lib.train(trainer), weights(trainer))
@@ -473,7 +501,8 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
   results = {}
   for strategy in ('default', 'mirrored'):
     config = tiny_config(record_dir, tmp_path / strategy, steps=2, strategy=strategy,
-                         summary_every=2, g_ema=0.5, g_noise=True, g_noise_init=0.06)
+                         summary_every=2, g_ema=0.5, g_noise=True, g_noise_init=0.06,
+                         g_start_state='latent')
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
