@@ -95,9 +95,11 @@ class ModelConfig:
     start_state: Where the generator's LSTM starts a sequence. 'zeros': the zero
       state (the seed's). 'latent': a learned function of the sequence's first latent
       vector (a dense layer; h through a tanh). A series of training windows starts
-      anywhere in a tape, in the middle of whatever was sounding; from the zero state
-      an LSTM's first outputs are smaller than its later ones, and the first windows
-      of a sequence come out emptier (benchmarks/README.md).
+      anywhere in a tape, in the middle of whatever was sounding, not at a zero state.
+      Measured with resize-convolution: from the zero state the first windows of a
+      generated sequence are emptier than the later ones; from a latent start they are
+      not, but as many windows hold no sound over the whole sequence, well above
+      real's share (benchmarks/README.md).
   """
   image_size: int = 128
   z_dim: int = 128
