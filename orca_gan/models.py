@@ -98,7 +98,7 @@ class ModelConfig:
       anywhere in a tape, in the middle of whatever was sounding, not at a zero state.
       Measured with resize-convolution: from the zero state the first windows of a
       generated sequence are emptier than the later ones; from a latent start they are
-      not, but as many windows hold no sound over the whole sequence, well above
+      not, but over the whole sequence the windows with no sound stay well above
       real's share (benchmarks/README.md).
   """
   image_size: int = 128
