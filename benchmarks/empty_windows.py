@@ -39,6 +39,9 @@ import bench_util  # noqa: E402
 from orca_gan import evaluate_lib  # noqa: E402
 from orca_gan import metrics  # noqa: E402
 
+# The loudest pixels of a window, as bin/evaluate counts them by default.
+_TOP_FRACTION = evaluate_lib.EvaluateConfig.top_fraction
+
 
 def describe(name: str, centroids: np.ndarray, contrast: np.ndarray,
              split_khz: float) -> str:
@@ -61,7 +64,7 @@ def loud_bands(name: str, images: np.ndarray, centroids: np.ndarray, contrast: n
   --top_fraction) of the windows with sound (`contrast`, dB, at least bin/evaluate's
   --quiet_db) lie, and the quartiles of their frequency `centroids`."""
   sounding = contrast >= metrics.QUIET_DB
-  loud = metrics.loudest_pixels(images[sounding], evaluate_lib.EvaluateConfig.top_fraction)
+  loud = metrics.loudest_pixels(images[sounding], _TOP_FRACTION)
   per_row = loud.sum(axis=(0, 2)) / loud.sum()
   row_khz = (np.arange(len(per_row)) + 0.5) * transform.band_hz / 1000.0  # Centres.
   edges = [0.0, *bands_khz, np.inf]
@@ -103,14 +106,13 @@ def main():
     parser.error(f'--from_step must be in [0, --seq_len), got {args.from_step}')
   bands_khz = [float(b) for b in args.bands_khz.split(',')]
   generated, manifest, transform = bench_util.generated_and_records(args)
-  top_fraction = evaluate_lib.EvaluateConfig.top_fraction  # bin/evaluate's default.
   contrast = metrics.window_contrast_db(generated, transform)
   kept_steps = np.arange(len(generated)) % args.seq_len >= args.from_step
   later, later_contrast = generated[kept_steps], contrast[kept_steps]
-  centroids = metrics.energy_centroids(later, transform, top_fraction)
+  centroids = metrics.energy_centroids(later, transform, _TOP_FRACTION)
   print(describe('generated', centroids, later_contrast, args.split_khz))
   # bin/evaluate's streaming pass over the records.
-  real = evaluate_lib.read_real(args.tfrecords, manifest, transform, top_fraction,
+  real = evaluate_lib.read_real(args.tfrecords, manifest, transform, _TOP_FRACTION,
                                 args.seed)
   print(describe('real', real.centroids, real.contrast_db, args.split_khz))
   edges = ['0', *args.bands_khz.split(','), 'top']
