@@ -147,26 +147,6 @@ def gradient_penalty(critic_fn: Callable[[tf.Tensor], tf.Tensor], real, fake,
   return tf.reduce_mean(tf.square(norms - 1.0))
 
 
-def feature_matching_loss(fake_features, real_features) -> tf.Tensor:
-  """Feature matching (Salimans et al. 2016, section 3.1), as an extra generator loss.
-
-  `mean((E f(G(z)) - E f(x))^2)` over the feature dimensions, given the batch means
-  of the discriminator features `f` of generated and real images. The statistics of
-  the generated batch must match the real batch's, not only fool the discriminator
-  window by window. The mean (not Salimans et al.'s sum) over dimensions keeps the
-  weight independent of the discriminator's width.
-
-  Args:
-    fake_features: Batch mean of the generated images' features, shape [features].
-    real_features: The same for real images (held constant by the caller).
-
-  Returns:
-    float32 scalar.
-  """
-  return _mean(tf.square(tf.cast(fake_features, tf.float32) -
-                         tf.cast(real_features, tf.float32)))
-
-
 def r1_penalty(critic_fn: Callable[[tf.Tensor], tf.Tensor], real) -> tf.Tensor:
   """Zero-centred gradient penalty on real data (R1, Mescheder et al. 2018, eq. 9).
 

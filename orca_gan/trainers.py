@@ -150,12 +150,6 @@ class TrainConfig:
       'Zero-centred gradient penalty on real windows (R1, Mescheder et al. 2018): the '
       'discriminator loss gains r1_weight / 2 x the mean squared norm of its gradient at '
       'the real windows it sees; 0 = off. Not with --minibatch_stddev.')
-  g_feature_matching: float = configs.flag(0.0,
-      'Feature matching (Salimans et al. 2016): the generator loss gains this x the mean '
-      'squared difference between the batch means of the discriminator\'s embedding '
-      '(its LSTM output) of generated and of real windows, each in its own stream. A '
-      'generator that draws one kind of window (e.g. empty ones) more often than the '
-      'recordings hold it moves the means apart. 0 = off.')
   g_ema: float = configs.flag(0.0,
       'Decay of an exponential moving average of the generator weights, updated every '
       'step (e.g. 0.995 as configs/cpu.flags; Karras et al. 2018); samples.png and the '
@@ -202,7 +196,7 @@ class TrainConfig:
   keep_checkpoints: int = configs.flag(3, 'Checkpoints kept.')
 
   def __post_init__(self):
-    for name in ('steps', 'r1_weight', 'g_noise_init', 'g_feature_matching'):
+    for name in ('steps', 'r1_weight', 'g_noise_init'):
       if getattr(self, name) < 0:
         raise TrainingError(f'--{name} must be at least 0, got {getattr(self, name)}')
     positive = ('batch_size', 'seq_len', 'd_steps', 'shuffle_buffer', 'interleave_cycle',
@@ -404,11 +398,9 @@ class GanTrainer:
                           f'{self.replicas} replicas')
     self.jit = self._choose_xla()
     self.generator_loss, self.discriminator_loss = losses.LOSSES[config.loss]
-    self.metric_names: tuple[str, ...] = (
-        'd_loss', 'g_loss', 'gradient_penalty', 'd_real', 'd_fake', 'd_real_logit',
-        'd_fake_logit', 'd_grad_norm', 'g_grad_norm', 'skipped_updates')
-    if config.g_feature_matching:
-      self.metric_names += ('feature_matching',)
+    self.metric_names = ('d_loss', 'g_loss', 'gradient_penalty', 'd_real', 'd_fake',
+                         'd_real_logit', 'd_fake_logit', 'd_grad_norm', 'g_grad_norm',
+                         'skipped_updates')
 
     policy = 'mixed_float16' if config.mixed_precision else 'float32'
     with self.strategy.scope(), _dtype_policy(policy):
@@ -658,15 +650,10 @@ class GanTrainer:
     return scaled
 
   def _d_update(self, real, fake, d_real_state, d_fake_state, penalty_weights):
-    """One discriminator update.
-
-    Returns:
-      metrics, gradient norm, whether applied, both advanced states, and the
-      embedding of the real windows (before the update).
-    """
+    """One discriminator update; returns metrics and both advanced states."""
     with tf.GradientTape() as tape:
-      real_logits, real_embedding, new_real_state = self.discriminator(
-          real, d_real_state, training=True)
+      real_logits, _, new_real_state = self.discriminator(real, d_real_state,
+                                                          training=True)
       fake_logits, _, new_fake_state = self.discriminator(fake, d_fake_state,
                                                           training=True)
       loss = self.discriminator_loss(real_logits, fake_logits)
@@ -693,7 +680,7 @@ class GanTrainer:
         'd_real_logit': tf.reduce_mean(real_logits),
         'd_fake_logit': tf.reduce_mean(fake_logits),
     }
-    return metrics, norm, applied, new_real_state, new_fake_state, real_embedding
+    return metrics, norm, applied, new_real_state, new_fake_state
 
   def _fake_without_statistics(self, z, g_state):
     """Generator output in training mode that leaves the batch-norm averages alone."""
@@ -753,25 +740,16 @@ class GanTrainer:
         last = j == config.d_steps - 1
         d_fake = (fake if last else
                   self._fake_without_statistics(extra_z[j][:, t], g_state))
-        (d_metrics, d_norm, d_applied, d_real_states[j], new_fake_state,
-         real_embedding) = (
+        d_metrics, d_norm, d_applied, d_real_states[j], new_fake_state = (
             self._d_update(seen(reals[j][:, t], t, j, 0),
                            seen(tf.stop_gradient(d_fake), t, j, 1), d_real_states[j],
                            d_fake_state, penalty_weights[t, j]))
         sums['skipped_updates'] += 1.0 - tf.cast(d_applied, tf.float32)
       with g_tape:
-        fake_logits, fake_embedding, _ = self.discriminator(
-            seen(fake, t, config.d_steps, 1), d_fake_state, training=True)
+        fake_logits, _, _ = self.discriminator(seen(fake, t, config.d_steps, 1),
+                                               d_fake_state, training=True)
         g_loss = self.generator_loss(fake_logits)
-        g_objective = g_loss
-        if config.g_feature_matching:
-          # Against the real windows of the last discriminator update, as it saw them.
-          matching = losses.feature_matching_loss(
-              _global_batch_mean(fake_embedding),
-              _global_batch_mean(tf.stop_gradient(real_embedding)))
-          g_objective += config.g_feature_matching * matching
-          sums['feature_matching'] += matching
-        scaled = self._scaled(g_objective, self.g_optimizer)
+        scaled = self._scaled(g_loss, self.g_optimizer)
       variables = self.generator.trainable_variables
       g_norm, g_applied = self._apply(self.g_optimizer,
                                       g_tape.gradient(scaled, variables), variables)
@@ -963,15 +941,6 @@ class GanTrainer:
 # What a training process holds besides its batches: TensorFlow, the traced step, the
 # models (benchmarks/train_bench.py: 792 MB peak RSS for the demo run in all).
 _RUNTIME_BYTES = 600 * 2**20
-
-
-def _global_batch_mean(x):
-  """[b, ...] -> [...]: the mean over the global batch, all replicas' rows."""
-  mean = tf.reduce_mean(x, axis=0)
-  context = tf.distribute.get_replica_context()
-  if context is not None and context.num_replicas_in_sync > 1:
-    mean = context.all_reduce(tf.distribute.ReduceOp.MEAN, mean)
-  return mean
 
 
 def memory_estimate(config: TrainConfig, model_config: models.ModelConfig) -> int:

@@ -224,18 +224,17 @@ def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
 
 
 def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path):
-  """With the generator's noise inputs, whose hash XLA must compute exactly, its
-  learned start state, chosen at the first step of the loop, and feature matching."""
+  """With the generator's noise inputs, whose hash XLA must compute exactly, and its
+  learned start state, chosen at the first step of the loop."""
   results = {}
   for jit in ('false', 'true'):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / jit, steps=3,
                                         jit_compile=jit, summary_every=3, g_noise=True,
-                                        g_start_state='latent', g_feature_matching=1.0,
+                                        g_start_state='latent',
                                         save_every=10, image_every=10))
     assert trainer.jit == (jit == 'true')
     results[jit] = (train_lib.train(trainer), weights(trainer))
-  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm',
-               'feature_matching'):
+  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm'):
     assert results['true'][0][name] == pytest.approx(results['false'][0][name],
                                                      rel=1e-4), name
   assert_same_weights(results['true'][1], results['false'][1], atol=1e-5)
@@ -503,12 +502,11 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
   for strategy in ('default', 'mirrored'):
     config = tiny_config(record_dir, tmp_path / strategy, steps=2, strategy=strategy,
                          summary_every=2, g_ema=0.5, g_noise=True, g_noise_init=0.06,
-                         g_start_state='latent', g_feature_matching=1.0)
+                         g_start_state='latent')
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
-  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_real_logit', 'd_fake_logit',
-               'feature_matching'):
+  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_real_logit', 'd_fake_logit'):
     # Same data, latents and synchronized batch norm: only summation order differs.
     assert two['metrics'][name] == pytest.approx(one['metrics'][name], rel=1e-4,
                                                  abs=1e-6), name
@@ -957,25 +955,3 @@ def test_a_second_run_in_the_same_logdir_is_refused(record_dir, tmp_path):
         f'error: --logdir {logdir} is in use by another process (train, pid '
         f'{os.getpid()}); wait for it to finish or choose another folder']
     assert os.listdir(logdir) == [fileio.LOCK_FILE]
-
-
-def test_feature_matching_adds_to_the_generator_loss_only(record_dir, tmp_path):
-  # One step of one time step: the discriminator updates first, alike in both runs;
-  # only the generator's update sees the feature-matching term.
-  results = {}
-  for weight in (0.0, 10.0):
-    trainer = quiet_trainer(tiny_config(record_dir, tmp_path / str(weight), steps=1,
-                                        seq_len=1, g_feature_matching=weight,
-                                        save_every=10))
-    results[weight] = (train_lib.train(trainer),
-                       [v.numpy() for v in trainer.generator.trainable_variables],
-                       [v.numpy() for v in trainer.discriminator.trainable_variables])
-  (without, g0, d0), (with_fm, g1, d1) = results[0.0], results[10.0]
-  assert 'feature_matching' not in without and with_fm['feature_matching'] > 1e-6
-  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
-    assert with_fm[name] == without[name], name
-  for a, b in zip(d0, d1):
-    np.testing.assert_array_equal(a, b)
-  assert max(np.abs(a - b).max() for a, b in zip(g0, g1)) > 1e-6
-  with pytest.raises(trainers.TrainingError, match='--g_feature_matching'):
-    tiny_config(record_dir, tmp_path / 'bad', g_feature_matching=-1.0)
