@@ -72,6 +72,10 @@ class ModelConfig:
     minibatch_stddev: The discriminator sees, beside each image's 4x4 features, their
       standard deviation over the batch (averaged to one number, as a constant extra
       channel; Karras et al. 2018): a batch of near-copies is easy to call fake.
+    stddev_group: With `minibatch_stddev`, the rows share the statistic in groups of
+      this many (row i with rows i +- k * batch / group, as StyleGAN), so a row's
+      score depends on `stddev_group - 1` others only; a batch that is not a multiple
+      of it, and 0, make one group of the whole batch.
     noise_inputs: The generator adds per-pixel Gaussian noise, scaled by a learned
       strength (initially 0), to its image before the tanh: a source for the speckle
       of real spectrograms, pixel-scale variation that is independent from window to
@@ -110,6 +114,7 @@ class ModelConfig:
   gf_min: int = 1
   df_dim: int = 64
   minibatch_stddev: bool = False
+  stddev_group: int = 0
   noise_inputs: bool = False
   noise_rate: float = 1.0
   upsample: str = 'transpose'
@@ -133,6 +138,8 @@ class ModelConfig:
                        f'got {self.start_state!r}')
     if not self.noise_rate > 0:
       raise ValueError(f'noise_rate must be positive, got {self.noise_rate}')
+    if self.stddev_group < 0:
+      raise ValueError(f'stddev_group must be at least 0, got {self.stddev_group}')
     if self.noise_inputs and not self.fast_z:
       raise ValueError('noise_inputs needs fast_z > 0: the noise follows the latents, '
                        'and with fast_z 0 they repeat at every step of a sequence')
@@ -352,19 +359,26 @@ class Discriminator(keras.Model):
     """
     x = self.conv_blocks(images)[-1]                    # [b, 4, 4, c]
     if self.config.minibatch_stddev:
-      x = _with_batch_stddev(x)                         # [b, 4, 4, c + 1]
+      x = _with_batch_stddev(x, self.config.stddev_group)  # [b, 4, 4, c + 1]
     embedding, (h, c) = self.lstm_cell(self.flatten(x), list(state), training=training)
     logits = tf.squeeze(self.to_logit(embedding), axis=-1)  # [b]
     return (logits, tf.cast(embedding, tf.float32),
             (tf.cast(h, tf.float32), tf.cast(c, tf.float32)))
 
 
-def _with_batch_stddev(x):
+def _with_batch_stddev(x, group: int = 0):
   """[b, h, w, c] -> [b, h, w, c + 1]: the mean over positions and channels of the
-  features' standard deviation over the batch, as a constant channel."""
-  std = tf.sqrt(tf.math.reduce_variance(tf.cast(x, tf.float32), axis=0) + 1e-8)
+  features' standard deviation over the row's group (see `ModelConfig.stddev_group`),
+  as a constant channel."""
+  b = tf.shape(x)[0]
+  groups = 1 if not group else tf.where(b % group == 0, b // group, 1)
+  y = tf.reshape(tf.cast(x, tf.float32), tf.concat([[-1, groups], tf.shape(x)[1:]], 0))
+  std = tf.sqrt(tf.math.reduce_variance(y, axis=0) + 1e-8)     # [groups, h, w, c]
+  per_group = tf.reduce_mean(std, axis=[1, 2, 3])                 # [groups]
+  per_row = tf.tile(per_group, [b // groups])                     # Row i: group i % groups.
   shape = tf.concat([tf.shape(x)[:3], [1]], axis=0)
-  return tf.concat([x, tf.cast(tf.fill(shape, tf.reduce_mean(std)), x.dtype)], axis=-1)
+  channel = tf.broadcast_to(per_row[:, None, None, None], shape)
+  return tf.concat([x, tf.cast(channel, x.dtype)], axis=-1)
 
 
 # murmur3's 32-bit finaliser: a bijection whose output bits each depend on every input

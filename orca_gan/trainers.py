@@ -125,6 +125,10 @@ class TrainConfig:
       'Give the discriminator the batch standard deviation of its last features '
       '(against generator collapse; per replica under --strategy mirrored; not with --loss '
       'wgan_gp).')
+  minibatch_stddev_group: int = configs.flag(0,
+      'With --minibatch_stddev: windows share the statistic in groups of this many (4 '
+      'in StyleGAN), so each window\'s score depends on few others; a multiple of it '
+      'must make each replica\'s batch. 0 = one group of the whole batch.')
   g_noise: bool = configs.flag(False,
       'Add per-pixel noise, scaled by a learned strength, to the generated image before '
       'its tanh: a source for the speckle of real spectrograms. The noise is a function '
@@ -149,7 +153,8 @@ class TrainConfig:
   r1_weight: float = configs.flag(0.0,
       'Zero-centred gradient penalty on real windows (R1, Mescheder et al. 2018): the '
       'discriminator loss gains r1_weight / 2 x the mean squared norm of its gradient at '
-      'the real windows it sees; 0 = off. Not with --minibatch_stddev.')
+      'the real windows it sees; 0 = off. With --minibatch_stddev the gradients are '
+      'those of the summed scores, which couple the windows of a group (as StyleGAN 2).')
   g_ema: float = configs.flag(0.0,
       'Decay of an exponential moving average of the generator weights, updated every '
       'step (e.g. 0.995 as configs/cpu.flags; Karras et al. 2018); samples.png and the '
@@ -196,7 +201,7 @@ class TrainConfig:
   keep_checkpoints: int = configs.flag(3, 'Checkpoints kept.')
 
   def __post_init__(self):
-    for name in ('steps', 'r1_weight', 'g_noise_init'):
+    for name in ('steps', 'r1_weight', 'g_noise_init', 'minibatch_stddev_group'):
       if getattr(self, name) < 0:
         raise TrainingError(f'--{name} must be at least 0, got {getattr(self, name)}')
     positive = ('batch_size', 'seq_len', 'd_steps', 'shuffle_buffer', 'interleave_cycle',
@@ -218,9 +223,9 @@ class TrainConfig:
     if self.r1_weight and self.loss == 'wgan_gp':
       raise TrainingError('--r1_weight with --loss wgan_gp: the critic has its gradient '
                           'penalty already (--gp_weight)')
-    if self.minibatch_stddev and self.r1_weight:
-      raise TrainingError('--minibatch_stddev couples the rows of a batch, which the '
-                          'per-window gradients of --r1_weight must not; use one of them')
+    if self.minibatch_stddev_group and not self.minibatch_stddev:
+      raise TrainingError('--minibatch_stddev_group is the group size of '
+                          '--minibatch_stddev, which is off')
     if self.g_noise_init and not self.g_noise:
       raise TrainingError('--g_noise_init is the starting strength of --g_noise, which '
                           'is off')
@@ -255,7 +260,8 @@ class TrainConfig:
         fast_z=self.z_dim if self.fast_z < 0 else self.fast_z,
         g_lstm_units=self.g_lstm_units, d_lstm_units=self.d_lstm_units,
         gf_dim=self.gf_dim, gf_min=self.gf_min, df_dim=self.df_dim,
-        minibatch_stddev=self.minibatch_stddev, noise_inputs=self.g_noise,
+        minibatch_stddev=self.minibatch_stddev,
+        stddev_group=self.minibatch_stddev_group, noise_inputs=self.g_noise,
         noise_rate=self.g_noise_rate, upsample=self.g_upsample,
         start_state=self.g_start_state)
 
@@ -396,6 +402,10 @@ class GanTrainer:
     if config.batch_size % self.replicas:
       raise TrainingError(f'--batch_size {config.batch_size} must be a multiple of the '
                           f'{self.replicas} replicas')
+    group = config.minibatch_stddev_group
+    if group and (config.batch_size // self.replicas) % group:
+      raise TrainingError(f'--minibatch_stddev_group {group} must divide the batch of '
+                          f'each replica ({config.batch_size // self.replicas})')
     self.jit = self._choose_xla()
     self.generator_loss, self.discriminator_loss = losses.LOSSES[config.loss]
     self.metric_names = ('d_loss', 'g_loss', 'gradient_penalty', 'd_real', 'd_fake',

@@ -305,6 +305,29 @@ def test_minibatch_stddev_lets_d_see_the_batch_and_only_then():
     assert (abs(first[0] - second[0]) > 1e-6) == stddev
 
 
+def test_minibatch_stddev_groups_couple_only_their_own_rows():
+  images = tf.random.stateless_uniform([8, 16, 16, 1], [3, 4], -1.0, 1.0)
+  changed = tf.tensor_scatter_nd_update(images, [[5]], -images[5:6])  # Only row 5.
+  config = models.ModelConfig(image_size=16, z_dim=4, fast_z=4, g_lstm_units=8,
+                              d_lstm_units=8, gf_dim=8, df_dim=4, minibatch_stddev=True,
+                              stddev_group=4)
+  keras.utils.set_random_seed(0)
+  discriminator = models.Discriminator(config)
+  state = discriminator.initial_state(8)
+  moved = np.abs(discriminator(images, state)[0].numpy()
+                 - discriminator(changed, state)[0].numpy()) > 1e-6
+  # Groups of 4 in a batch of 8: rows 1, 3, 5, 7 (i % 2 == 1) share row 5's group.
+  assert moved.tolist() == [False, True] * 4
+  # A batch that 4 does not divide is one group; one of 4 matches the ungrouped layer.
+  whole = models.Discriminator(dataclasses.replace(config, stddev_group=0))
+  whole(images, state)
+  whole.set_weights(discriminator.get_weights())
+  for rows in (3, 4):
+    np.testing.assert_allclose(
+        discriminator(images[:rows], discriminator.initial_state(rows))[0],
+        whole(images[:rows], whole.initial_state(rows))[0], rtol=1e-6)
+
+
 def test_minibatch_stddev_is_refused_with_the_gradient_penalty():
   from orca_gan import trainers
   with pytest.raises(trainers.TrainingError, match='--minibatch_stddev couples the rows'):

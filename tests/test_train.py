@@ -886,22 +886,35 @@ def test_cli_exports_the_generator_average_or_the_raw_weights(record_dir, tmp_pa
     assert export_lib.read_metadata(path)['generator_ema'] == decay
 
 
+@pytest.mark.parametrize('stddev', [{}, dict(minibatch_stddev=True, minibatch_stddev_group=2)])
 def test_r1_adds_half_its_weight_times_the_penalty_to_the_discriminator_loss(record_dir,
-                                                                            tmp_path):
+                                                                            tmp_path,
+                                                                            stddev):
   # One step of one time step: both runs judge the same windows with the same weights,
-  # so their discriminator losses differ by the penalty term alone.
+  # so their discriminator losses differ by the penalty term alone; with the batch
+  # statistic of --minibatch_stddev too (its gradients couple the windows of a group).
   results = {}
   for weight in (0.0, 30.0):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / str(weight), steps=1,
-                                        seq_len=1, r1_weight=weight, save_every=10))
+                                        seq_len=1, r1_weight=weight, save_every=10,
+                                        **stddev))
     results[weight] = train_lib.train(trainer)
   without, with_r1 = results[0.0], results[30.0]
   assert without['gradient_penalty'] == 0.0 and with_r1['gradient_penalty'] > 1e-4
   assert with_r1['d_loss'] - without['d_loss'] == pytest.approx(
       15.0 * with_r1['gradient_penalty'], rel=1e-4)
-  for flags in (dict(minibatch_stddev=True), dict(loss='wgan_gp')):
-    with pytest.raises(trainers.TrainingError, match='--r1_weight|--minibatch_stddev'):
-      tiny_config(record_dir, tmp_path / 'bad', r1_weight=1.0, **flags)
+  with pytest.raises(trainers.TrainingError, match='--r1_weight with --loss wgan_gp'):
+    tiny_config(record_dir, tmp_path / 'bad', r1_weight=1.0, loss='wgan_gp')
+
+
+def test_minibatch_stddev_group_must_divide_the_batch(record_dir, tmp_path):
+  with pytest.raises(trainers.TrainingError,
+                     match=r'^--minibatch_stddev_group 3 must divide the batch of each '
+                           r'replica \(4\)$'):
+    trainers.GanTrainer(tiny_config(record_dir, tmp_path / 'run', minibatch_stddev=True,
+                                    minibatch_stddev_group=3))
+  with pytest.raises(trainers.TrainingError, match='--minibatch_stddev, which is off'):
+    tiny_config(record_dir, tmp_path / 'run', minibatch_stddev_group=4)
 
 
 @pytest.mark.parametrize('how', ['flip', 'truncate'])
