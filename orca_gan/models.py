@@ -73,9 +73,10 @@ class ModelConfig:
       standard deviation over the batch (averaged to one number, as a constant extra
       channel; Karras et al. 2018): a batch of near-copies is easy to call fake.
     stddev_group: With `minibatch_stddev`, the rows share the statistic in groups of
-      this many (row i with rows i +- k * batch / group, as StyleGAN), so a row's
-      score depends on `stddev_group - 1` others only; a batch that is not a multiple
-      of it, and 0, make one group of the whole batch.
+      this many consecutive rows (StyleGAN's groups of 4; consecutive, so that a
+      replica holding whole groups computes what one device does), and a row's score
+      depends on `stddev_group - 1` others only; a batch that is not a multiple of it,
+      and 0, make one group of the whole batch.
     noise_inputs: The generator adds per-pixel Gaussian noise, scaled by a learned
       strength (initially 0), to its image before the tanh: a source for the speckle
       of real spectrograms, pixel-scale variation that is independent from window to
@@ -371,11 +372,10 @@ def _with_batch_stddev(x, group: int = 0):
   features' standard deviation over the row's group (see `ModelConfig.stddev_group`),
   as a constant channel."""
   b = tf.shape(x)[0]
-  groups = 1 if not group else tf.where(b % group == 0, b // group, 1)
-  y = tf.reshape(tf.cast(x, tf.float32), tf.concat([[-1, groups], tf.shape(x)[1:]], 0))
-  std = tf.sqrt(tf.math.reduce_variance(y, axis=0) + 1e-8)     # [groups, h, w, c]
-  per_group = tf.reduce_mean(std, axis=[1, 2, 3])                 # [groups]
-  per_row = tf.tile(per_group, [b // groups])                     # Row i: group i % groups.
+  size = b if not group else tf.where(b % group == 0, group, b)
+  y = tf.reshape(tf.cast(x, tf.float32), tf.concat([[-1, size], tf.shape(x)[1:]], 0))
+  std = tf.sqrt(tf.math.reduce_variance(y, axis=1) + 1e-8)     # [groups, h, w, c]
+  per_row = tf.repeat(tf.reduce_mean(std, axis=[1, 2, 3]), size)  # [b]
   shape = tf.concat([tf.shape(x)[:3], [1]], axis=0)
   channel = tf.broadcast_to(per_row[:, None, None, None], shape)
   return tf.concat([x, tf.cast(channel, x.dtype)], axis=-1)

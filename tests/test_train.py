@@ -224,13 +224,15 @@ def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
 
 
 def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path):
-  """With the generator's noise inputs, whose hash XLA must compute exactly, and its
-  learned start state, chosen at the first step of the loop."""
+  """With the generator's noise inputs, whose hash XLA must compute exactly, its
+  learned start state, chosen at the first step of the loop, and the discriminator's
+  grouped batch statistic under R1."""
   results = {}
   for jit in ('false', 'true'):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / jit, steps=3,
                                         jit_compile=jit, summary_every=3, g_noise=True,
-                                        g_start_state='latent',
+                                        g_start_state='latent', minibatch_stddev=True,
+                                        minibatch_stddev_group=2, r1_weight=1.0,
                                         save_every=10, image_every=10))
     assert trainer.jit == (jit == 'true')
     results[jit] = (train_lib.train(trainer), weights(trainer))
@@ -502,7 +504,8 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
   for strategy in ('default', 'mirrored'):
     config = tiny_config(record_dir, tmp_path / strategy, steps=2, strategy=strategy,
                          summary_every=2, g_ema=0.5, g_noise=True, g_noise_init=0.06,
-                         g_start_state='latent')
+                         g_start_state='latent', minibatch_stddev=True,
+                         minibatch_stddev_group=2, r1_weight=1.0)
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
