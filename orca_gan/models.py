@@ -105,12 +105,6 @@ class ModelConfig:
       generated sequence are emptier than the later ones; from a latent start they are
       not, but over the whole sequence the windows with no sound stay well above
       real's share (benchmarks/README.md).
-    spectral_norm: Spectral normalisation of the discriminator (Miyato et al. 2018):
-      every convolution and the logit layer divide their kernel by its largest
-      singular value, so that no layer can stretch a difference between two inputs,
-      and the discriminator has no layer normalization (which would undo it). The
-      LSTM is left as it is: its gates bound what it passes on. See
-      `SpectralNormConv2D`.
   """
   image_size: int = 128
   z_dim: int = 128
@@ -126,7 +120,6 @@ class ModelConfig:
   noise_rate: float = 1.0
   upsample: str = 'transpose'
   start_state: str = 'zeros'
-  spectral_norm: bool = False
 
   def __post_init__(self):
     size = self.image_size
@@ -309,36 +302,25 @@ class Discriminator(keras.Model):
   must depend on that image alone) and would make the real and the generated stream
   interact. Blocks after the first use layer normalization over [h, w, c] instead
   (GroupNormalization with one group, as Gulrajani et al. 2017 suggest), which is
-  per-sample and behaves the same in training and inference. With
-  `ModelConfig.spectral_norm` the convolutions and the logit layer are spectrally
-  normalized instead, and there is no layer normalization.
+  per-sample and behaves the same in training and inference.
   """
 
   def __init__(self, config: ModelConfig, **kwargs):
     super().__init__(**kwargs)
     self.config = config
-    conv = SpectralNormConv2D if config.spectral_norm else keras.layers.Conv2D
     self.convs = []
     self.norms = []
     for i in range(config.num_resolutions):
       width = config.discriminator_width(i)
-      self.convs.append(_named(self, f'conv_{i}', conv(
+      self.convs.append(_named(self, f'conv_{i}', keras.layers.Conv2D(
           width, _KERNEL_SIZE, strides=2, padding='same', name=f'conv_{i}')))
-      if i > 0 and not config.spectral_norm:
+      if i > 0:
         self.norms.append(_named(self, f'norm_{i}', keras.layers.GroupNormalization(
             groups=1, epsilon=1e-5, name=f'norm_{i}')))
     self.flatten = keras.layers.Flatten()
     self.lstm_cell = keras.layers.LSTMCell(config.d_lstm_units, name='lstm_cell')
     # float32 so that a mixed-precision run still emits float32 logits.
-    dense = SpectralNormDense if config.spectral_norm else keras.layers.Dense
-    self.to_logit = dense(1, dtype='float32', name='to_logit')
-
-  def update_spectral_norms(self) -> None:
-    """One power iteration for every spectrally normalized layer (none without
-    `ModelConfig.spectral_norm`); the trainer calls it once a training step."""
-    for layer in self.convs + [self.to_logit]:
-      if isinstance(layer, _SpectralNormalized):
-        layer.update_singular_vector()
+    self.to_logit = keras.layers.Dense(1, dtype='float32', name='to_logit')
 
   def initial_state(self, batch_size) -> State:
     """Zero state `(h, c)`, each float32 of shape [batch_size, d_lstm_units]."""
@@ -355,13 +337,10 @@ class Discriminator(keras.Model):
       One tensor per block, [batch, image_size / 2^(i+1) (freq), same (time),
       channels_i]; the last is the 4x4 map the LSTM reads.
     """
-    blocks = []
-    x = images
-    for i, conv in enumerate(self.convs):
-      x = conv(x)
-      if i > 0 and self.norms:
-        x = self.norms[i - 1](x)
-      x = tf.nn.leaky_relu(x, alpha=0.2)
+    x = tf.nn.leaky_relu(self.convs[0](images), alpha=0.2)
+    blocks = [x]
+    for conv, norm in zip(self.convs[1:], self.norms):
+      x = tf.nn.leaky_relu(norm(conv(x)), alpha=0.2)
       blocks.append(x)
     return blocks
 
@@ -386,67 +365,6 @@ class Discriminator(keras.Model):
     logits = tf.squeeze(self.to_logit(embedding), axis=-1)  # [b]
     return (logits, tf.cast(embedding, tf.float32),
             (tf.cast(h, tf.float32), tf.cast(c, tf.float32)))
-
-
-class _SpectralNormalized(keras.layers.Layer):
-  """Mixin for a layer with a `kernel`: the layer uses the kernel divided by its
-  largest singular value (spectral normalization, Miyato et al. 2018).
-
-  The kernel, reshaped to a matrix W [inputs, outputs], is divided by sigma = |W v|,
-  where the non-trainable weight `singular_vector` v (unit length) estimates W's top
-  right singular vector. `update_singular_vector` takes v one power iteration on;
-  between two updates v is a constant, so every call in a training step, and a served
-  model, compute one function of the weights. The gradient flows through sigma, as
-  in Miyato et al.: d sigma / d W = u v^T, u = W v / |W v|.
-
-  Keras's own `SpectralNormalization` wrapper instead overwrites the kernel with
-  W / sigma at every call in training, so that several calls in one step (the real
-  and the generated stream, R1's) would each normalize it again.
-  """
-
-  def build(self, input_shape):
-    super().build(input_shape)
-    outputs = self.kernel.shape[-1]
-    # A constant start: no draw from the random stream the other weights come from.
-    self.singular_vector = self.add_weight(
-        shape=(outputs,), initializer=keras.initializers.Constant(outputs**-0.5),
-        trainable=False, autocast=False, name='singular_vector')
-
-  def _matrix(self) -> tf.Tensor:
-    return tf.reshape(tf.cast(self.kernel, tf.float32), [-1, self.kernel.shape[-1]])
-
-  def normalized_kernel(self) -> tf.Tensor:
-    """The kernel divided by sigma, in the kernel's (compute) dtype."""
-    kernel = self.kernel
-    sigma = tf.norm(tf.linalg.matvec(self._matrix(), self.singular_vector))
-    return kernel / tf.cast(sigma, kernel.dtype)
-
-  def update_singular_vector(self) -> None:
-    """v <- W^T u / |W^T u|, u = W v / |W v| (one power iteration)."""
-    w = self._matrix()
-    u = tf.math.l2_normalize(tf.linalg.matvec(w, self.singular_vector))
-    self.singular_vector.assign(
-        tf.math.l2_normalize(tf.linalg.matvec(w, u, transpose_a=True)))
-
-
-class SpectralNormConv2D(_SpectralNormalized, keras.layers.Conv2D):
-  """A channels-last `Conv2D` with a spectrally normalized kernel."""
-
-  def call(self, inputs):
-    outputs = self.convolution_op(inputs, self.normalized_kernel())
-    if self.use_bias:
-      outputs = outputs + self.bias
-    return outputs if self.activation is None else self.activation(outputs)
-
-
-class SpectralNormDense(_SpectralNormalized, keras.layers.Dense):
-  """A `Dense` with a spectrally normalized kernel."""
-
-  def call(self, inputs, training=None):
-    outputs = tf.matmul(inputs, self.normalized_kernel())
-    if self.bias is not None:
-      outputs = outputs + self.bias
-    return outputs if self.activation is None else self.activation(outputs)
 
 
 def _with_batch_stddev(x, group: int = 0):

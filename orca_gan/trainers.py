@@ -55,9 +55,6 @@ _EXTRA_LATENTS_STREAM = 3
 # --augment: gains are uniform in +-this many image units (0.1 = 5 dB at the default
 # -100..0 dB range).
 _AUGMENT_GAIN = 0.1
-# --d_spectral_norm: power iterations for the singular vectors of a new discriminator
-# (then one a step).
-_POWER_ITERATIONS_AT_START = 20
 
 
 def augment(images, shift, gain):
@@ -132,10 +129,6 @@ class TrainConfig:
       'With --minibatch_stddev: windows share the statistic in groups of this many (4 '
       'in StyleGAN), so each window\'s score depends on few others; a multiple of it '
       'must make each replica\'s batch. 0 = one group of the whole batch.')
-  d_spectral_norm: bool = configs.flag(False,
-      'Spectral normalization of the discriminator (Miyato et al. 2018): its '
-      'convolutions and logit layer divide their kernels by their largest singular '
-      'value (one power iteration a step), in place of its layer normalization.')
   g_noise: bool = configs.flag(False,
       'Add per-pixel noise, scaled by a learned strength, to the generated image before '
       'its tanh: a source for the speckle of real spectrograms. The noise is a function '
@@ -270,7 +263,7 @@ class TrainConfig:
         minibatch_stddev=self.minibatch_stddev,
         stddev_group=self.minibatch_stddev_group, noise_inputs=self.g_noise,
         noise_rate=self.g_noise_rate, upsample=self.g_upsample,
-        start_state=self.g_start_state, spectral_norm=self.d_spectral_norm)
+        start_state=self.g_start_state)
 
   @property
   def resolved_export_dir(self) -> str:
@@ -430,10 +423,6 @@ class GanTrainer:
       self.generator(z, self.generator.start_state(z))
       self.discriminator(tf.zeros([1, image_size, image_size, 1]),
                          self.discriminator.initial_state(1))
-      # Singular vectors near the kernels' own before the first step (a resumed run
-      # restores its own).
-      for _ in range(_POWER_ITERATIONS_AT_START):
-        self.discriminator.update_spectral_norms()
       if self.generator.noise_strength is not None:  # --g_noise
         self.generator.noise_strength.assign(config.g_noise_init)
       self.g_optimizer = self._optimizer(config.g_lr)
@@ -805,8 +794,6 @@ class GanTrainer:
     seq_len = float(self.config.seq_len)
     for _ in tf.range(num_steps):
       stored = tuple(next(self.iterator) for _ in range(self.config.d_steps))
-      # Outside the replicas: every copy of the mirrored vectors gets the same value.
-      self.discriminator.update_spectral_norms()
       sums = self.strategy.run(self._replica_step, args=(stored, self._noise()))
       sums = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
               for k, v in sums.items()}

@@ -25,13 +25,11 @@ from orca_gan import models
 from orca_gan import spectral
 from tests.helpers import run_app, write_wav
 
-# With noise inputs (their hash must survive export and run without orca_gan), a
-# learned start state (the export must carry it) and spectral norms (and their
-# singular vectors).
+# With noise inputs (their hash must survive export and run without orca_gan) and a
+# learned start state (the export must carry it).
 TINY = models.ModelConfig(image_size=16, z_dim=8, fast_z=5, g_lstm_units=16,
                           d_lstm_units=16, gf_dim=16, df_dim=8, noise_inputs=True,
-                          noise_rate=0.5, upsample='resize', start_state='latent',
-                          spectral_norm=True)
+                          noise_rate=0.5, upsample='resize', start_state='latent')
 TRANSFORM = spectral.SpectrogramConfig(image_size=16, window_s=1.0)
 # (batch_size, seq_len): every case also runs in two chunks split at seq_len // 2.
 CASES = [(1, 2), (1, 5), (3, 2), (3, 5)]
@@ -98,8 +96,7 @@ _CHILD = textwrap.dedent('''\
 
 def _trained_models(seed):
   """Tiny built models whose batch-norm moving statistics are not the initial 0 / 1,
-  whose noise strengths are not the initial 0, and whose discriminator's singular
-  vectors are not the initial ones.
+  and whose noise strengths are not the initial 0.
 
   Serving must use (and so export) the moving statistics: with the initial ones a
   missing variable could go unnoticed.
@@ -114,9 +111,6 @@ def _trained_models(seed):
   for variable in generator.non_trainable_variables:  # Means and variances.
     variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
   generator.noise_strength.assign(0.3)  # Trained noise is not silent.
-  for variable in discriminator.non_trainable_variables:  # Singular vectors.
-    vector = rng.normal(size=variable.shape)
-    variable.assign((vector / np.linalg.norm(vector)).astype(np.float32))
   return generator, discriminator
 
 

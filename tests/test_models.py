@@ -328,38 +328,6 @@ def test_minibatch_stddev_groups_couple_only_their_own_rows():
         whole(images[:rows], whole.initial_state(rows))[0], rtol=1e-6)
 
 
-def test_spectral_norm_divides_each_kernel_by_its_largest_singular_value():
-  config = models.ModelConfig(image_size=32, z_dim=4, fast_z=4, g_lstm_units=8,
-                              d_lstm_units=8, gf_dim=8, df_dim=4, spectral_norm=True)
-  keras.utils.set_random_seed(0)
-  discriminator = models.Discriminator(config)
-  images = tf.random.stateless_uniform([3, 32, 32, 1], [5, 6], -1.0, 1.0)
-  state = discriminator.initial_state(3)
-  discriminator(images, state)
-  assert not discriminator.norms  # Layer normalization would undo it.
-  layers = discriminator.convs + [discriminator.to_logit]
-  assert not [v.path for v in discriminator.trainable_variables
-              if 'singular_vector' in v.path]
-  for _ in range(50):
-    discriminator.update_spectral_norms()
-  for layer in layers:
-    matrix = layer.normalized_kernel().numpy().reshape(-1, layer.kernel.shape[-1])
-    assert np.linalg.svd(matrix, compute_uv=False)[0] == pytest.approx(1.0, abs=1e-3)
-
-  # A kernel's scale no longer matters, and the gradient knows it: sigma is
-  # differentiated, so the gradient has no component along the kernel itself.
-  with tf.GradientTape() as tape:
-    logits = discriminator(images, state, training=True)[0]
-  grads = tape.gradient(logits, [layer.kernel for layer in layers])
-  for layer, grad in zip(layers, grads):
-    kernel = layer.kernel.numpy()
-    cosine = np.sum(grad * kernel) / np.linalg.norm(grad) / np.linalg.norm(kernel)
-    assert abs(cosine) < 1e-4, layer.name
-    layer.kernel.assign(kernel * 3.0)
-  np.testing.assert_allclose(discriminator(images, state)[0], logits, rtol=1e-5,
-                             atol=1e-5)
-
-
 def test_minibatch_stddev_is_refused_with_the_gradient_penalty():
   from orca_gan import trainers
   with pytest.raises(trainers.TrainingError, match='--minibatch_stddev couples the rows'):

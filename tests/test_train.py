@@ -161,10 +161,8 @@ def test_learned_start_state_is_trained_and_starts_every_sequence(record_dir, tm
 def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_path,
                                                               monkeypatch):
   """Weights, optimizer slots, latents and input position all come back: a resumed
-  run ends bit-equal to one that never stopped. With the discriminator's spectral
-  norms, whose singular vectors are state that no optimizer holds."""
-  config = dict(steps=5, save_every=2, summary_every=5, image_every=5,
-                d_spectral_norm=True)
+  run ends bit-equal to one that never stopped."""
+  config = dict(steps=5, save_every=2, summary_every=5, image_every=5)
   straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
   train_lib.train(straight)
   expected = weights(straight)
@@ -225,20 +223,17 @@ def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
   assert_same_weights(weights(many), weights(one))
 
 
-@pytest.mark.parametrize('discriminator', [
-    dict(minibatch_stddev=True, minibatch_stddev_group=2),
-    dict(d_spectral_norm=True)])
-def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path,
-                                                      discriminator):
+def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path):
   """With the generator's noise inputs, whose hash XLA must compute exactly, its
-  learned start state, chosen at the first step of the loop, and under R1 the
-  discriminator's grouped batch statistic or its spectral norms."""
+  learned start state, chosen at the first step of the loop, and the discriminator's
+  grouped batch statistic under R1."""
   results = {}
   for jit in ('false', 'true'):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / jit, steps=3,
                                         jit_compile=jit, summary_every=3, g_noise=True,
-                                        g_start_state='latent', r1_weight=1.0,
-                                        save_every=10, image_every=10, **discriminator))
+                                        g_start_state='latent', minibatch_stddev=True,
+                                        minibatch_stddev_group=2, r1_weight=1.0,
+                                        save_every=10, image_every=10))
     assert trainer.jit == (jit == 'true')
     results[jit] = (train_lib.train(trainer), weights(trainer))
   for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm'):
@@ -510,7 +505,7 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
     config = tiny_config(record_dir, tmp_path / strategy, steps=2, strategy=strategy,
                          summary_every=2, g_ema=0.5, g_noise=True, g_noise_init=0.06,
                          g_start_state='latent', minibatch_stddev=True,
-                         minibatch_stddev_group=2, r1_weight=1.0, d_spectral_norm=True)
+                         minibatch_stddev_group=2, r1_weight=1.0)
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
@@ -748,7 +743,7 @@ def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
 def test_cli_mixed_precision_runs(record_dir, tmp_path):
   result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
                    '--steps', '1', '--batch_size', '2', '--seq_len', '2',
-                   *_TINY_MODEL_FLAGS, '--mixed_precision', '--d_spectral_norm')
+                   *_TINY_MODEL_FLAGS, '--mixed_precision')
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().splitlines()[-1].startswith('train: step 1, d_loss')
 
