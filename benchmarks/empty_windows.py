@@ -16,8 +16,10 @@ split by contrast alone (`quiet_share`, `std_khz_sounding`).
 
 Then, for the windows that hold sound (contrast at least bin/evaluate's `--quiet_db`),
 where in frequency their loudest 1 % of pixels lie: the share in each band of
-`--bands_khz`, and the quartiles of their frequency centroids. A generator that draws
-its sounds too low, or misses the higher calls, shows it here.
+`--bands_khz`, the quartiles of their frequency centroids, and the share in the lowest
+row of the image alone; and how loud their pixels are (mean and 99.9th percentile, in
+image units). A generator that draws its sounds too low, or too faint to outshine the
+lowest row, or misses the higher calls, shows it here.
 
 Last, when the windows with no sound come: their share at every step of the generated
 sequences, and the share of consecutive pairs (generated: steps t and t + 1 of a
@@ -72,9 +74,13 @@ def loud_bands(name: str, images: np.ndarray, centroids: np.ndarray, contrast: n
       f'{per_row[(row_khz >= lo) & (row_khz < hi)].sum():.3f}'
       for lo, hi in zip(edges[:-1], edges[1:]))
   quartiles = np.quantile(centroids[sounding, 1], [0.25, 0.5, 0.75])
+  # The lowest row (0 Hz to band_hz) is bright in every window, so in a faint window it
+  # takes a share of the loudest pixels that louder sounds elsewhere would win.
   return (f'{name:9s} {sounding.sum():5d} windows with sound; loudest 1 % of pixels by '
           f'band: {shares}; centroid quartiles {" ".join(f"{q:.2f}" for q in quartiles)} '
-          'kHz')
+          f'kHz; in the lowest row (0-{transform.band_hz:g} Hz) {per_row[0]:.3f}; pixel '
+          f'level mean {images[sounding].mean():.3f}, 99.9th percentile '
+          f'{np.quantile(images[sounding], 0.999):.3f}')
 
 
 def quiet_in_time(generated_quiet: np.ndarray, real) -> str:
