@@ -64,7 +64,8 @@ def loud_bands(name: str, images: np.ndarray, centroids: np.ndarray, contrast: n
                transform, bands_khz) -> str:
   """One line: where the loudest 1 % of pixels (`metrics.loudest_pixels`, bin/evaluate's
   --top_fraction) of the windows with sound (`contrast`, dB, at least bin/evaluate's
-  --quiet_db) lie, and the quartiles of their frequency `centroids`."""
+  --quiet_db) lie, the quartiles of their frequency `centroids`, the lowest row's share
+  of those pixels, and the level of all their pixels (mean and 99.9th percentile)."""
   sounding = contrast >= metrics.QUIET_DB
   loud = metrics.loudest_pixels(images[sounding], _TOP_FRACTION)
   per_row = loud.sum(axis=(0, 2)) / loud.sum()
