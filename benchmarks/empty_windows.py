@@ -67,7 +67,8 @@ def loud_bands(name: str, images: np.ndarray, centroids: np.ndarray, contrast: n
   --quiet_db) lie, the quartiles of their frequency `centroids`, the lowest row's share
   of those pixels, and the level of all their pixels (mean and 99.9th percentile)."""
   sounding = contrast >= metrics.QUIET_DB
-  loud = metrics.loudest_pixels(images[sounding], _TOP_FRACTION)
+  sounding_images = images[sounding]
+  loud = metrics.loudest_pixels(sounding_images, _TOP_FRACTION)
   per_row = loud.sum(axis=(0, 2)) / loud.sum()
   row_khz = (np.arange(len(per_row)) + 0.5) * transform.band_hz / 1000.0  # Centres.
   edges = [0.0, *bands_khz, np.inf]
@@ -80,8 +81,8 @@ def loud_bands(name: str, images: np.ndarray, centroids: np.ndarray, contrast: n
   return (f'{name:9s} {sounding.sum():5d} windows with sound; loudest 1 % of pixels by '
           f'band: {shares}; centroid quartiles {" ".join(f"{q:.2f}" for q in quartiles)} '
           f'kHz; in the lowest row (0-{transform.band_hz:g} Hz) {per_row[0]:.3f}; pixel '
-          f'level mean {images[sounding].mean():.3f}, 99.9th percentile '
-          f'{np.quantile(images[sounding], 0.999):.3f}')
+          f'level mean {sounding_images.mean():.3f}, 99.9th percentile '
+          f'{np.quantile(sounding_images, 0.999):.3f}')
 
 
 def quiet_in_time(generated_quiet: np.ndarray, real) -> str:
