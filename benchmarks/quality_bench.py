@@ -13,7 +13,9 @@ take about 13 minutes of this 2-core CPU), and exports the same architecture unt
   with each embedding the discriminator offers, next to the spectrogram baselines
   (clips tiled into their window, bin/probe's default);
 * bin/evaluate of the generator on the training records (Fréchet and kernel distances
-  with their real-vs-real floors, collapse and diversity).
+  with their real-vs-real floors, collapse and diversity), on `--eval_sequences`
+  sequences of 4 windows: 1024 windows by default, as bin/evaluate's 256 leave the
+  frequency spread to a few windows without sound (benchmarks/README.md).
 
 It prints one table; `--json_out` keeps everything.
 
@@ -38,7 +40,8 @@ EMBEDDINGS = ('conv1_time_mean', 'conv_time_mean', 'conv_grid', 'lstm')
 DEFAULT_RECIPES = ('', '--flagfile=' + os.path.join(REPO, 'configs', 'cpu.flags'))
 
 
-def measure(export: str, records: str, out: str, seed: int, env: dict) -> dict:
+def measure(export: str, records: str, out: str, seed: int, eval_sequences: int,
+            env: dict) -> dict:
   """bin/probe of the discriminator and bin/evaluate of the generator of one export."""
   probe_dir, evaluate_dir = out + '_probe', out + '_evaluate'
   run_app('probe', '--model', os.path.join(export, 'discriminator'), '--queries',
@@ -46,14 +49,15 @@ def measure(export: str, records: str, out: str, seed: int, env: dict) -> dict:
           os.path.join(SHARED, 'orcasound', 'catalog', 'flac', 'FO-S*.flac'),
           '--output_dir', probe_dir, '--seed', str(seed), env=env)
   run_app('evaluate', '--model', os.path.join(export, 'generator'), '--tfrecords',
-          records, '--output_dir', evaluate_dir, '--seed', str(seed), env=env)
+          records, '--output_dir', evaluate_dir, '--seed', str(seed), '--num_sequences',
+          str(eval_sequences), env=env)
   with open(os.path.join(probe_dir, 'probe.json')) as f:
     probe = json.load(f)['features']
   with open(os.path.join(evaluate_dir, 'metrics.json')) as f:
     return {'probe': probe, 'evaluate': json.load(f)}
 
 
-def print_table(recipes: dict, seed: int, records: str) -> None:
+def print_table(recipes: dict, seed: int, records: str, eval_sequences: int) -> None:
   print(f'\nquality_bench: seed {seed}; records {records}')
   for recipe, r in recipes.items():
     print(f'  recipe {r["name"]}: bin/train {recipe or "(defaults)"}, '
@@ -67,7 +71,8 @@ def print_table(recipes: dict, seed: int, records: str) -> None:
   baseline = next(iter(recipes.values()))['results']['untrained']['probe']
   for feature in ('spectral_profile', 'raw_pixels'):
     print(f'  {feature:22} {baseline[feature]["retrieval"]["mrr"]:16.3f}  (baseline)')
-  print('\ngenerator (bin/evaluate on the training records; real in brackets):')
+  print(f'\ngenerator (bin/evaluate on the training records, {eval_sequences} sequences of '
+        '4 windows; real in brackets):')
   print(f'  {"":22}{"FD same-size":>13}{"(floor)":>8}{"KID":>8}{"(floor)":>8}'
         f'{"unrelated corr":>15}{"(real)":>7}{"coarse":>7}{"(real)":>7}'
         f'{"spread s":>9}{"(real)":>7}'
@@ -101,6 +106,8 @@ def main():
                       help='bin/train flags of one recipe to compare (repeatable; '
                       "'' = the defaults). Default: the defaults and configs/cpu.flags.")
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--eval_sequences', type=int, default=256,
+                      help="bin/evaluate's --num_sequences (4 windows each).")
   parser.add_argument('--work_dir', default='', help='Default: a temporary folder.')
   parser.add_argument('--json_out', default='')
   args = parser.parse_args()
@@ -129,11 +136,11 @@ def main():
         continue
       results[name] = measure(export, records,
                               os.path.join(recipe_work, name.replace(' ', '_')),
-                              args.seed, env)
+                              args.seed, args.eval_sequences, env)
     untrained.setdefault(architecture, results['untrained'])
     recipes[recipe] = {'name': chr(ord('A') + i), 'train_min': train_min,
                        'results': results}
-  print_table(recipes, args.seed, records)
+  print_table(recipes, args.seed, records, args.eval_sequences)
   if args.json_out:
     with open(args.json_out, 'w') as f:
       json.dump({'args': vars(args), 'recipes': recipes}, f, indent=1)
