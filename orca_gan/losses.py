@@ -173,30 +173,6 @@ def r1_penalty(critic_fn: Callable[[tf.Tensor], tf.Tensor], real) -> tf.Tensor:
   return tf.reduce_mean(tf.reduce_sum(tf.square(gradients), axis=axes))
 
 
-def mode_seeking_loss(images, z, epsilon: float = 1e-5) -> tf.Tensor:
-  """Mode-seeking regularizer of the generator (MSGAN, Mao et al. 2019, eq. 3).
-
-  The batch is split into two halves paired row by row (row i with row i + batch // 2;
-  an odd last row is left out), and the loss is `1 / (d_images / d_z + epsilon)` with
-  `d_images` the mean absolute difference of the paired images and `d_z` that of the
-  paired latents. It falls as the generator makes different latents give different
-  images, which counters a generator that draws one image whatever the latent.
-
-  Args:
-    images: Generated images, shape [batch, ...], batch >= 2.
-    z: The latents they were drawn from, shape [batch, ...].
-    epsilon: Keeps the loss finite when the images do not differ.
-
-  Returns:
-    float32 scalar.
-  """
-  images, z = tf.cast(images, tf.float32), tf.cast(z, tf.float32)
-  half = tf.shape(images)[0] // 2
-  d_images = tf.reduce_mean(tf.abs(images[:half] - images[half:2 * half]))
-  d_z = tf.reduce_mean(tf.abs(z[:half] - z[half:2 * half]))
-  return 1.0 / (d_images / d_z + epsilon)
-
-
 class GanLoss(NamedTuple):
   """A generator loss and the discriminator loss it is trained against."""
   generator_loss: Callable[[tf.Tensor], tf.Tensor]

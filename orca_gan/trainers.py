@@ -155,12 +155,6 @@ class TrainConfig:
       'discriminator loss gains r1_weight / 2 x the mean squared norm of its gradient at '
       'the real windows it sees; 0 = off. With --minibatch_stddev the gradients are '
       'those of the summed scores, which couple the windows of a group (as StyleGAN 2).')
-  mode_seeking: float = configs.flag(0.0,
-      'Weight of a mode-seeking term in the generator loss (Mao et al. 2019): at every '
-      'time step each replica splits its batch in two halves, paired row by row, and '
-      'the generator is pushed to make paired windows differ in proportion to their '
-      'latents, 1 / (mean |image difference| / mean |latent difference|); the strength '
-      'of --g_noise gets no push from it. 0 = off.')
   g_ema: float = configs.flag(0.0,
       'Decay of an exponential moving average of the generator weights, updated every '
       'step (e.g. 0.995 as configs/cpu.flags; Karras et al. 2018); samples.png and the '
@@ -207,8 +201,7 @@ class TrainConfig:
   keep_checkpoints: int = configs.flag(3, 'Checkpoints kept.')
 
   def __post_init__(self):
-    for name in ('steps', 'r1_weight', 'g_noise_init', 'minibatch_stddev_group',
-                 'mode_seeking'):
+    for name in ('steps', 'r1_weight', 'g_noise_init', 'minibatch_stddev_group'):
       if getattr(self, name) < 0:
         raise TrainingError(f'--{name} must be at least 0, got {getattr(self, name)}')
     positive = ('batch_size', 'seq_len', 'd_steps', 'shuffle_buffer', 'interleave_cycle',
@@ -409,10 +402,6 @@ class GanTrainer:
     if config.batch_size % self.replicas:
       raise TrainingError(f'--batch_size {config.batch_size} must be a multiple of the '
                           f'{self.replicas} replicas')
-    if config.mode_seeking and config.batch_size // self.replicas < 2:
-      raise TrainingError(f'--mode_seeking pairs the windows of a batch, and each of the '
-                          f'{self.replicas} replicas gets '
-                          f'{config.batch_size // self.replicas}; raise --batch_size')
     group = config.minibatch_stddev_group
     if group and (config.batch_size // self.replicas) % group:
       raise TrainingError(f'--minibatch_stddev_group {group} must divide the batch of '
@@ -421,8 +410,7 @@ class GanTrainer:
     self.generator_loss, self.discriminator_loss = losses.LOSSES[config.loss]
     self.metric_names = ('d_loss', 'g_loss', 'gradient_penalty', 'd_real', 'd_fake',
                          'd_real_logit', 'd_fake_logit', 'd_grad_norm', 'g_grad_norm',
-                         'skipped_updates') + (('mode_seeking',) if config.mode_seeking
-                                               else ())
+                         'skipped_updates')
 
     policy = 'mixed_float16' if config.mixed_precision else 'float32'
     with self.strategy.scope(), _dtype_policy(policy):
@@ -749,17 +737,11 @@ class GanTrainer:
       return tuple(tf.where(t == 0, start, state) for start, state in
                    zip(self.generator.start_state(z[:, 0]), carried))
 
-    ms_strength = (self.generator.noise_strength.strength
-                   if config.mode_seeking and self.generator.noise_strength is not None
-                   else None)
-
     def time_step(t, carry):
       g_state, d_fake_state, d_real_states, sums = carry
       sums = dict(sums)
       d_real_states = list(d_real_states)
-      # Persistent when the mode-seeking term's push on the noise strength has to be
-      # taken back out of the gradient (a second, small gradient call).
-      with tf.GradientTape(persistent=ms_strength is not None) as g_tape:
+      with tf.GradientTape() as g_tape:
         g_state = g_state_at(t, g_state)
         # The generator runs once per time step in training mode (batch-norm averages
         # updated once); the discriminator updates see it as a constant.
@@ -777,19 +759,10 @@ class GanTrainer:
         fake_logits, _, _ = self.discriminator(seen(fake, t, config.d_steps, 1),
                                                d_fake_state, training=True)
         g_loss = self.generator_loss(fake_logits)
-        total = g_loss
-        if config.mode_seeking:
-          mode_seeking = config.mode_seeking * losses.mode_seeking_loss(fake, z[:, t])
-          total += mode_seeking
-          sums['mode_seeking'] += mode_seeking
-        scaled = self._scaled(total, self.g_optimizer)
-        if ms_strength is not None:
-          scaled_ms = self._scaled(mode_seeking, self.g_optimizer)
+        scaled = self._scaled(g_loss, self.g_optimizer)
       variables = self.generator.trainable_variables
-      grads = g_tape.gradient(scaled, variables)
-      if ms_strength is not None:
-        grads = without_gradient_on(g_tape, grads, variables, scaled_ms, ms_strength)
-      g_norm, g_applied = self._apply(self.g_optimizer, grads, variables)
+      g_norm, g_applied = self._apply(self.g_optimizer,
+                                      g_tape.gradient(scaled, variables), variables)
       sums['skipped_updates'] += 1.0 - tf.cast(g_applied, tf.float32)
       for name, value in d_metrics.items():
         sums[name] += tf.cast(value, tf.float32)
@@ -978,27 +951,6 @@ class GanTrainer:
 # What a training process holds besides its batches: TensorFlow, the traced step, the
 # models (benchmarks/train_bench.py: 792 MB peak RSS for the demo run in all).
 _RUNTIME_BYTES = 600 * 2**20
-
-
-def without_gradient_on(tape, grads, variables, term, variable):
-  """`grads` of a loss w.r.t. `variables`, with `term`'s share taken off `variable`.
-
-  The mode-seeking term pushes the generator's noise strength up without bound
-  (different noise makes windows differ), so the strength learns from the GAN loss
-  alone.
-
-  Args:
-    tape: A persistent `tf.GradientTape` that recorded the loss and `term`.
-    grads: The loss's gradients, one per variable.
-    variables: The variables, among them `variable`.
-    term: A summand of the loss.
-    variable: The variable whose gradient must not include `term`'s.
-
-  Returns:
-    The gradients, `variable`'s less `term`'s gradient.
-  """
-  term_grad = tape.gradient(term, variable)
-  return [g - term_grad if v is variable else g for g, v in zip(grads, variables)]
 
 
 def memory_estimate(config: TrainConfig, model_config: models.ModelConfig) -> int:

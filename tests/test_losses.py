@@ -163,29 +163,3 @@ def test_gradient_penalty_is_differentiable_wrt_critic_weights():
   gradient = tape.gradient(penalty, direction)
   # d/du (||u|| - 1)^2 = 2 (||u|| - 1) u / ||u|| = u here.
   np.testing.assert_allclose(gradient.numpy(), 0.5, rtol=1e-5)
-
-
-def test_mode_seeking_loss_pairs_the_two_halves_of_the_batch():
-  rng = np.random.default_rng(0)
-  images = rng.uniform(-1, 1, (5, 4, 4, 1)).astype(np.float32)
-  z = rng.normal(size=(5, 3)).astype(np.float32)
-  # Rows 0, 1 pair with rows 2, 3; the odd last row is left out.
-  ratio = np.mean(np.abs(images[:2] - images[2:4])) / np.mean(np.abs(z[:2] - z[2:4]))
-  got = losses.mode_seeking_loss(tf.constant(images), tf.constant(z))
-  assert got.dtype == tf.float32
-  assert float(got) == pytest.approx(1.0 / (ratio + 1e-5), rel=1e-5)
-  # Changing the left-out row changes nothing; one image per latent, the most.
-  images[4] += 1.0
-  assert float(losses.mode_seeking_loss(images, z)) == pytest.approx(float(got), rel=1e-6)
-  same = np.repeat(images[:1], 5, axis=0)
-  assert float(losses.mode_seeking_loss(same, z)) == pytest.approx(1e5)
-
-
-def test_mode_seeking_loss_falls_as_paired_images_differ():
-  z = tf.constant([[0.0], [1.0]])
-  with tf.GradientTape() as tape:
-    images = tf.Variable([[0.2], [0.5]])
-    loss = losses.mode_seeking_loss(images, z)
-  gradient = tape.gradient(loss, images).numpy()
-  # Pulling the pair apart lowers the loss: row 0 down, row 1 up.
-  assert gradient[0, 0] > 0 > gradient[1, 0]

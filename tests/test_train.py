@@ -225,19 +225,18 @@ def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
 
 def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path):
   """With the generator's noise inputs, whose hash XLA must compute exactly, its
-  learned start state, chosen at the first step of the loop, the discriminator's
-  grouped batch statistic under R1, and the mode-seeking term (a persistent tape)."""
+  learned start state, chosen at the first step of the loop, and the discriminator's
+  grouped batch statistic under R1."""
   results = {}
   for jit in ('false', 'true'):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / jit, steps=3,
                                         jit_compile=jit, summary_every=3, g_noise=True,
                                         g_start_state='latent', minibatch_stddev=True,
                                         minibatch_stddev_group=2, r1_weight=1.0,
-                                        mode_seeking=1.0, save_every=10, image_every=10))
+                                        save_every=10, image_every=10))
     assert trainer.jit == (jit == 'true')
     results[jit] = (train_lib.train(trainer), weights(trainer))
-  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm',
-               'mode_seeking'):
+  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm'):
     assert results['true'][0][name] == pytest.approx(results['false'][0][name],
                                                      rel=1e-4), name
   assert_same_weights(results['true'][1], results['false'][1], atol=1e-5)
@@ -909,52 +908,6 @@ def test_r1_adds_half_its_weight_times_the_penalty_to_the_discriminator_loss(rec
       15.0 * with_r1['gradient_penalty'], rel=1e-4)
   with pytest.raises(trainers.TrainingError, match='--r1_weight with --loss wgan_gp'):
     tiny_config(record_dir, tmp_path / 'bad', r1_weight=1.0, loss='wgan_gp')
-
-
-def test_mode_seeking_adds_its_term_to_the_generator_loss_alone(record_dir, tmp_path):
-  # One step of one time step with --g_noise: both runs judge the same windows with the
-  # same weights, so the discriminator learns the same and the GAN losses agree; the
-  # term changes the generator's update.
-  results = {}
-  for weight in (0.0, 30.0):
-    trainer = quiet_trainer(tiny_config(record_dir, tmp_path / str(weight), steps=1,
-                                        seq_len=1, mode_seeking=weight, g_noise=True,
-                                        g_noise_init=0.06, save_every=10))
-    results[weight] = (train_lib.train(trainer), trainer)
-  (without, plain), (with_term, seeking) = results[0.0], results[30.0]
-  assert 'mode_seeking' not in without
-  # 30 x 1 / (image distance / latent distance): above 30 unless paired windows
-  # differ more than their latents.
-  assert 30.0 < with_term['mode_seeking'] < 1e6
-  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
-    assert with_term[name] == without[name], name
-  assert_same_weights([(v.path, v.numpy()) for v in seeking.discriminator.weights],
-                      [(v.path, v.numpy()) for v in plain.discriminator.weights])
-  changed = [v.path.split('/', 1)[1] for v, u in zip(seeking.generator.trainable_variables,
-                                                    plain.generator.trainable_variables)
-             if not np.array_equal(v.numpy(), u.numpy())]
-  assert 'to_image/kernel' in changed and 'lstm_cell/kernel' in changed
-  # The noise strength learns from the GAN loss alone (without_gradient_on is tested
-  # exactly below; Adam's first step moves a weight by about the learning rate in its
-  # gradient's direction, so this only shows the term was not taken off twice).
-  assert 'noise_strength/strength' not in changed
-  with pytest.raises(trainers.TrainingError,
-                     match=r'^--mode_seeking pairs the windows of a batch, and each of '
-                           r'the 1 replicas gets 1; raise --batch_size$'):
-    trainers.GanTrainer(tiny_config(record_dir, tmp_path / 'one', batch_size=1,
-                                    mode_seeking=1.0))
-  with pytest.raises(trainers.TrainingError, match='--mode_seeking must be at least 0'):
-    tiny_config(record_dir, tmp_path / 'bad', mode_seeking=-1.0)
-
-
-def test_without_gradient_on_takes_one_terms_share_off_one_variable():
-  a, s = tf.Variable(2.0), tf.Variable(3.0)
-  with tf.GradientTape(persistent=True) as tape:
-    term = 5.0 * s * s + a
-    loss = a * s + term
-  grads = tape.gradient(loss, [a, s])           # a: s + 1 = 4; s: a + 10 s = 32.
-  got = trainers.without_gradient_on(tape, grads, [a, s], term, s)
-  assert [float(g) for g in got] == [4.0, 2.0]  # s: a alone; a keeps the term's 1.
 
 
 def test_minibatch_stddev_group_must_divide_the_batch(record_dir, tmp_path):
