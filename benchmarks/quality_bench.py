@@ -5,7 +5,7 @@ Converts the real recordings `../shared/data/bench/orca_scene_10min.mp3` and
 repeatable; default: bin/train's defaults, the seed-faithful baseline, and the
 recommended `configs/cpu.flags`), trains bin/train, exporting the models at every step
 of `--checkpoints` (by default steps 1200 and 2400; 2400 steps of `configs/cpu.flags`
-take about 13 minutes of this 2-core CPU), and exports the same architecture untrained
+take about 30 minutes of this 2-core CPU), and exports the same architecture untrained
 (`--steps 0`). Then, for every export:
 
 * bin/probe: the 36 `clips/S_*.wav` call clips queried against the 45
