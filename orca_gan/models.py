@@ -569,6 +569,50 @@ def generate_sequence(generator_model: Generator, z_seq, state=None, training=Fa
   return images, state
 
 
+def standing_statistics(generator_model: Generator, z_seqs) -> None:
+  """Sets the generator's batch-norm statistics to those of its own activations.
+
+  A moving average of generator weights (`--g_ema`) averages the batch-norm moving
+  statistics with the weights, but the averaged weights do not produce the averaged
+  activations: features that move from step to step partly cancel in the average, so
+  its activations vary less than the statistics it would normalise them by, and every
+  layer draws them fainter. This runs the generator in training mode over every step
+  of `z_seqs` and stores the mean of its batch means and variances: the "standing
+  statistics" of BigGAN (Brock et al. 2019), SWA's `bn_update` (Izmailov et al. 2018).
+
+  Args:
+    generator_model: Its batch-norm layers' moving mean and variance are replaced.
+    z_seqs: Iterable of latent batches, each [batch, T, z_dim] (`sample_latents`).
+  """
+  norms = [layer for layer in generator_model._flatten_layers(include_self=False)
+           if isinstance(layer, keras.layers.BatchNormalization)]
+  stored = [(norm.momentum, tf.identity(norm.moving_mean),
+             tf.identity(norm.moving_variance)) for norm in norms]
+  sums = [[tf.zeros_like(mean), tf.zeros_like(variance)] for _, mean, variance in stored]
+  calls = 0
+  try:
+    for norm in norms:
+      norm.momentum = 0.0  # Each training-mode call stores its own batch statistics.
+    for z_seq in z_seqs:
+      state = generator_model.start_state(tf.reduce_sum(z_seq[:, :1], axis=1))
+      for t in range(z_seq.shape[1]):
+        _, state = generator_model(z_seq[:, t], state, training=True)
+        for total, norm in zip(sums, norms):
+          total[0] += norm.moving_mean
+          total[1] += norm.moving_variance
+        calls += 1
+  finally:
+    for norm, (momentum, mean, variance) in zip(norms, stored):
+      norm.momentum = momentum
+      norm.moving_mean.assign(mean)  # As it was, until the loop has finished.
+      norm.moving_variance.assign(variance)
+  if not calls:
+    raise ValueError('standing_statistics needs at least one latent step')
+  for norm, (mean, variance) in zip(norms, sums):
+    norm.moving_mean.assign(mean / calls)
+    norm.moving_variance.assign(variance / calls)
+
+
 def discriminate_sequence(discriminator_model: Discriminator, images_seq, state=None,
                           training=False):
   """Runs the discriminator over a sequence of images.

@@ -55,6 +55,9 @@ _EXTRA_LATENTS_STREAM = 3
 # --augment: gains are uniform in +-this many image units (0.1 = 5 dB at the default
 # -100..0 dB range).
 _AUGMENT_GAIN = 0.1
+# --g_ema: sequences (of --seq_len windows) whose batch statistics the average generator
+# normalises with (`GanTrainer.generator_for_use`).
+STANDING_SEQUENCES = 256
 
 
 def augment(images, shift, gain):
@@ -158,7 +161,8 @@ class TrainConfig:
   g_ema: float = configs.flag(0.0,
       'Decay of an exponential moving average of the generator weights, updated every '
       'step (e.g. 0.995 as configs/cpu.flags; Karras et al. 2018); samples.png and the '
-      'export use the average, training goes on from the raw weights. 0 = off.')
+      'export use the average, with batch-norm statistics of its own activations '
+      '(standing statistics), and training goes on from the raw weights. 0 = off.')
   export_generator: str = configs.flag('average',
       'With --g_ema, the generator the export holds: average (as samples.png) or raw '
       '(the weights training goes on from). The average draws smoother windows: it '
@@ -448,6 +452,7 @@ class GanTrainer:
         self.generator_ema = models.Generator(self.model_config, name='generator_ema')
         self.generator_ema(z, self.generator_ema.start_state(z))
         self._reset_generator_ema()
+    self._generator_average: models.Generator | None = None  # generator_for_use()
 
     # The global batch, read on the host inside the step; each replica takes its
     # slice. A plain iterator (unlike a distributed one) can be checkpointed.
@@ -495,16 +500,32 @@ class GanTrainer:
       return False
     return use_xla(setting)
 
-  @property
   def generator_for_use(self) -> models.Generator:
-    """The generator that samples: the average of --g_ema, if on."""
-    return self.generator if self.generator_ema is None else self.generator_ema
+    """The generator that samples: the raw one or, with --g_ema, the average with
+    batch-norm statistics of its own (`models.standing_statistics`), computed now
+    from `STANDING_SEQUENCES` sequences of fixed latents, in a copy outside the
+    checkpoint and the distribution strategy."""
+    if self.generator_ema is None:
+      return self.generator
+    config = self.config
+    if self._generator_average is None:
+      self._generator_average = models.Generator(self.model_config,
+                                                 name='generator_average')
+      z = tf.zeros([1, self.model_config.z_dim])
+      self._generator_average(z, self._generator_average.start_state(z))
+    for copy, average in zip(self._generator_average.weights, self.generator_ema.weights):
+      copy.assign(tf.convert_to_tensor(average))
+    batches = -(-STANDING_SEQUENCES // config.batch_size)
+    models.standing_statistics(self._generator_average, (
+        models.sample_latents(tf.constant([config.seed, -2 - i], tf.int64),
+                              config.batch_size, config.seq_len, self.model_config)
+        for i in range(batches)))
+    return self._generator_average
 
-  @property
   def generator_to_export(self) -> models.Generator:
     """The generator --export_generator names (the raw weights without --g_ema)."""
     return (self.generator if self.config.export_generator == 'raw'
-            else self.generator_for_use)
+            else self.generator_for_use())
 
   def _reset_generator_ema(self) -> None:
     """Starts the average at the generator's current weights."""
@@ -944,7 +965,7 @@ class GanTrainer:
     n = int(real_seq.shape[0])
     z = models.sample_latents(tf.constant([self.config.seed, -1], tf.int64), n,
                               self.config.seq_len, self.model_config)
-    generated, _ = models.generate_sequence(self.generator_for_use, z)
+    generated, _ = models.generate_sequence(self.generator_for_use(), z)
     return image_grid(generated, real_seq)
 
 

@@ -43,14 +43,15 @@ def main(argv):
         print(f'train: {task.type} {task.index} of {task.num_workers} workers; the chief '
               f'writes to {config.logdir}', flush=True)
       metrics = train_lib.train(trainer)
+      generator = trainer.generator_to_export()
       paths = export_lib.export_models(
-          trainer.generator_to_export, trainer.discriminator, trainer.model_config,
+          generator, trainer.discriminator, trainer.model_config,
           trainer.transform, (config.resolved_export_dir if chief
                               else os.path.join(trainer.write_dir, 'export')),
           extra_metadata={'step': trainer.current_step,
                           # 0: the raw generator weights; else the decay of their average.
-                          'generator_ema': (0.0 if trainer.generator_to_export is
-                                            trainer.generator else config.g_ema)})
+                          'generator_ema': (0.0 if generator is trainer.generator
+                                            else config.g_ema)})
     finally:
       trainer.close()
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
