@@ -569,6 +569,12 @@ def generate_sequence(generator_model: Generator, z_seq, state=None, training=Fa
   return images, state
 
 
+def batch_norms(model: keras.Model) -> list:
+  """The BatchNormalization layers of `model`."""
+  return [layer for layer in model._flatten_layers(include_self=False)
+          if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 def standing_statistics(generator_model: Generator, z_seqs) -> None:
   """Sets the generator's batch-norm statistics to those of its own activations.
 
@@ -584,8 +590,7 @@ def standing_statistics(generator_model: Generator, z_seqs) -> None:
     generator_model: Its batch-norm layers' moving mean and variance are replaced.
     z_seqs: Iterable of latent batches, each [batch, T, z_dim] (`sample_latents`).
   """
-  norms = [layer for layer in generator_model._flatten_layers(include_self=False)
-           if isinstance(layer, keras.layers.BatchNormalization)]
+  norms = batch_norms(generator_model)
   stored = [(norm.momentum, tf.identity(norm.moving_mean),
              tf.identity(norm.moving_variance)) for norm in norms]
   sums = [[tf.zeros_like(mean), tf.zeros_like(variance)] for _, mean, variance in stored]

@@ -192,39 +192,34 @@ def test_discriminator_streams_do_not_interact(training):
     np.testing.assert_allclose(both, tf.concat([r, f], 0), atol=1e-5)
 
 
-def _norms(generator):
-  return [layer for layer in generator._flatten_layers(include_self=False)
-          if isinstance(layer, keras.layers.BatchNormalization)]
-
-
 def test_standing_statistics_make_inference_draw_what_training_mode_draws():
   """With statistics from another network (as an average of generator weights holds)
   inference-mode images are off; after standing_statistics they match batch-statistics
   images of fresh latents, and the layers keep their momentum."""
   generator, _ = _build()
   z_seq = _latents(64, 3, seed=7)
-  generate_sequence = models.generate_sequence
-  generate_sequence(generator, z_seq[:2])
-  for norm in _norms(generator):  # Four times the variance: activations halved.
+  models.generate_sequence(generator, z_seq[:2])
+  for norm in models.batch_norms(generator):  # Four times the variance: activations halved.
     norm.moving_variance.assign(4.0 * tf.ones_like(norm.moving_variance))
-  momenta = [norm.momentum for norm in _norms(generator)]
-  in_training_mode, _ = generate_sequence(generator, z_seq, training=True)
+  momenta = [norm.momentum for norm in models.batch_norms(generator)]
+  in_training_mode, _ = models.generate_sequence(generator, z_seq, training=True)
 
   def error():
-    inference, _ = generate_sequence(generator, z_seq)
+    inference, _ = models.generate_sequence(generator, z_seq)
     return float(tf.reduce_mean(tf.abs(inference - in_training_mode)))
 
   before = error()
   models.standing_statistics(generator, [_latents(64, 3, seed=s) for s in range(4)])
   after = error()
   assert after < 0.2 * before, (before, after)
-  assert [norm.momentum for norm in _norms(generator)] == momenta
+  assert [norm.momentum for norm in models.batch_norms(generator)] == momenta
 
 
 def test_standing_statistics_leave_the_statistics_as_they_were_on_an_error():
   generator, _ = _build()
   models.generate_sequence(generator, _latents(2, 1))
-  stored = [norm.moving_variance.numpy() for norm in _norms(generator)]
+  stored = [(norm.momentum, norm.moving_variance.numpy())
+            for norm in models.batch_norms(generator)]
 
   def latents():
     yield _latents(8, 2, seed=1)
@@ -232,9 +227,9 @@ def test_standing_statistics_leave_the_statistics_as_they_were_on_an_error():
 
   with pytest.raises(RuntimeError, match='no more latents'):
     models.standing_statistics(generator, latents())
-  for norm, value in zip(_norms(generator), stored):
-    np.testing.assert_array_equal(norm.moving_variance.numpy(), value)
-    assert norm.momentum == 0.99
+  for norm, (momentum, variance) in zip(models.batch_norms(generator), stored):
+    np.testing.assert_array_equal(norm.moving_variance.numpy(), variance)
+    assert norm.momentum == momentum
   with pytest.raises(ValueError, match='at least one'):
     models.standing_statistics(generator, [])
 
