@@ -452,7 +452,9 @@ class GanTrainer:
         self.generator_ema = models.Generator(self.model_config, name='generator_ema')
         self.generator_ema(z, self.generator_ema.start_state(z))
         self._reset_generator_ema()
-    self._generator_average: models.Generator | None = None  # generator_for_use()
+    # generator_for_use(): the copy, and the step whose average it holds.
+    self._generator_average: models.Generator | None = None
+    self._generator_average_step: int | None = None
 
     # The global batch, read on the host inside the step; each replica takes its
     # slice. A plain iterator (unlike a distributed one) can be checkpointed.
@@ -502,11 +504,15 @@ class GanTrainer:
 
   def generator_for_use(self) -> models.Generator:
     """The generator that samples: the raw one or, with --g_ema, the average with
-    batch-norm statistics of its own (`models.standing_statistics`), computed now
-    from `STANDING_SEQUENCES` sequences of fixed latents, in a copy outside the
-    checkpoint and the distribution strategy."""
+    batch-norm statistics of its own (`models.standing_statistics`), computed from
+    `STANDING_SEQUENCES` sequences of fixed latents, in a copy outside the checkpoint
+    and the distribution strategy; computed once per step (the last step's picture,
+    samples.png and the export share it)."""
     if self.generator_ema is None:
       return self.generator
+    step = self.current_step
+    if self._generator_average is not None and self._generator_average_step == step:
+      return self._generator_average
     config = self.config
     if self._generator_average is None:
       self._generator_average = models.Generator(self.model_config,
@@ -520,6 +526,7 @@ class GanTrainer:
         models.sample_latents(tf.constant([config.seed, -2 - i], tf.int64),
                               config.batch_size, config.seq_len, self.model_config)
         for i in range(batches)))
+    self._generator_average_step = step
     return self._generator_average
 
   def generator_to_export(self) -> models.Generator:
@@ -896,6 +903,7 @@ class GanTrainer:
     The candidates are those the manager's index file lists and those on disk: a
     damaged index must not hide them (and start the run again from step 0).
     """
+    self._generator_average_step = None  # The average is about to change.
     candidates = _checkpoints_newest_first(self.chief_manager)
     for path in candidates:
       try:

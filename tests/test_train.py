@@ -827,7 +827,8 @@ def test_augment_p_leaves_that_share_of_windows_as_they_are(record_dir, tmp_path
       tiny_config(record_dir, tmp_path / 'bad', augment_p=p, **flags)
 
 
-def test_generator_average_steps_resumes_and_is_the_one_used(record_dir, tmp_path):
+def test_generator_average_steps_resumes_and_is_the_one_used(record_dir, tmp_path,
+                                                            monkeypatch):
   config = dict(steps=1, g_ema=0.25, save_every=1, summary_every=1, image_every=1)
   trainer = quiet_trainer(tiny_config(record_dir, tmp_path / 'run', **config))
   before = [w.numpy() for w in trainer.generator.weights]
@@ -849,6 +850,15 @@ def test_generator_average_steps_resumes_and_is_the_one_used(record_dir, tmp_pat
       np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
   for w, value in zip(trainer.generator_ema.weights, average):
     np.testing.assert_array_equal(w.numpy(), value, err_msg=w.path)
+  # Its statistics are computed once per step: again only after a restore or a step.
+  passes = []
+  real_pass = models.standing_statistics
+  monkeypatch.setattr(models, 'standing_statistics',
+                      lambda *args: (passes.append(1), real_pass(*args)))
+  assert trainer.generator_for_use() is used and not passes
+  trainer.restore()
+  trainer.generator_for_use()
+  assert len(passes) == 1
 
   # Resumed from step 1 to 3, the average is bit-equal to an uninterrupted run's.
   resumed = quiet_trainer(tiny_config(record_dir, tmp_path / 'run', **dict(config,
