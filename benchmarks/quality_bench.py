@@ -14,8 +14,8 @@ take about 30 minutes of this 2-core CPU), and exports the same architecture unt
   (clips tiled into their window, bin/probe's default);
 * bin/evaluate of the generator on the training records (Fréchet and kernel distances
   with their real-vs-real floors, collapse and diversity), on `--eval_sequences`
-  sequences of 4 windows: 1024 windows by default, as with bin/evaluate's default of
-  256 a few windows without sound move the frequency spread (benchmarks/README.md).
+  sequences of 4 windows: 1024 by default, as bin/evaluate's (with 256 a few windows
+  without sound move the frequency spread; benchmarks/README.md).
 
 It prints one table; `--json_out` keeps everything.
 

@@ -88,7 +88,9 @@ class EvaluateConfig:
   output_dir: str = configs.flag('',
       'Where metrics.json and report.png go (created at the end).',
       required=True)
-  num_sequences: int = configs.flag(64, 'Generated sequences.')
+  num_sequences: int = configs.flag(
+      256, 'Generated sequences of --seq_len windows (256 x 4 = 1024 windows; with '
+      'fewer, a few windows without sound move the frequency spread).')
   seq_len: int = configs.flag(4,
       'Consecutive windows per generated sequence; at most the longest recording in '
       '--tfrecords.')
