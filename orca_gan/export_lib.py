@@ -128,10 +128,14 @@ class ServingDiscriminator(_ServingModule):
       for every name of `models.pooled_feature_names`: pooled convolution features of
       each window, independent of the LSTM state.
     metadata: tf.function, () -> {'json': string scalar}.
+
+  With `minibatch_stddev`, every signature uses `batch_stddev` (a constant) in place
+  of the batch's statistic, so that a window's logit and embedding depend on that
+  window (and its sequence) alone, whatever else the caller puts in the batch.
   """
 
   def __init__(self, discriminator: models.Discriminator, metadata_json: str,
-               name=None):
+               batch_stddev: float | None = None, name=None):
     super().__init__(metadata_json, name=name)
     config = discriminator.config
     size = config.image_size
@@ -142,12 +146,13 @@ class ServingDiscriminator(_ServingModule):
 
     def discriminate(images):
       logits, embeddings, _ = models.discriminate_sequence(
-          discriminator, images, training=False)
+          discriminator, images, training=False, batch_stddev=batch_stddev)
       return {'logits': logits, 'embeddings': embeddings}
 
     def discriminate_from_state(images, state_h, state_c):
       logits, embeddings, (h, c) = models.discriminate_sequence(
-          discriminator, images, (state_h, state_c), training=False)
+          discriminator, images, (state_h, state_c), training=False,
+          batch_stddev=batch_stddev)
       return {'logits': logits, 'embeddings': embeddings, 'state_h': h, 'state_c': c}
 
     def features(images):
@@ -213,7 +218,8 @@ def _metadata_json(kind: str, model_config: models.ModelConfig,
 def export_models(generator: models.Generator, discriminator: models.Discriminator,
                   model_config: models.ModelConfig,
                   transform: spectral.SpectrogramConfig, export_dir: str,
-                  extra_metadata: dict | None = None) -> dict:
+                  extra_metadata: dict | None = None,
+                  discriminator_stddev: float | None = None) -> dict:
   """Writes export_dir/generator and export_dir/discriminator; returns their paths.
 
   Both SavedModels are saved to temporary folders in `export_dir` first; only when
@@ -233,6 +239,10 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
     extra_metadata: JSON-serializable top-level keys added to the metadata (e.g. the
       training step); may not set 'kind', 'model_config', 'transform' or
       'orca_gan_version'.
+    discriminator_stddev: With `model_config.minibatch_stddev` (and only then), the
+      value the exported discriminator uses in place of the batch's statistic
+      (`models.real_batch_stddev`); also stored in its metadata as
+      'discriminator_stddev'.
 
   Returns:
     {'generator': path, 'discriminator': path}.
@@ -246,6 +256,9 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
   for kind, model in zip(KINDS, built):
     if model.config != model_config:
       raise ValueError(f'the {kind} was built with {model.config}, not {model_config}')
+  if (discriminator_stddev is None) == model_config.minibatch_stddev:
+    raise ValueError('discriminator_stddev is needed with minibatch_stddev, and only '
+                     f'then (minibatch_stddev={model_config.minibatch_stddev})')
   if transform.image_size != model_config.image_size:
     raise ValueError(f'transform image_size {transform.image_size} differs from the '
                      f'models\' {model_config.image_size}')
@@ -254,8 +267,12 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
           generator, _metadata_json('generator', model_config, transform,
                                     extra_metadata)),
       'discriminator': ServingDiscriminator(
-          discriminator, _metadata_json('discriminator', model_config, transform,
-                                        extra_metadata)),
+          discriminator, _metadata_json(
+              'discriminator', model_config, transform,
+              {**(extra_metadata or {}), **(
+                  {} if discriminator_stddev is None
+                  else {'discriminator_stddev': discriminator_stddev})}),
+          batch_stddev=discriminator_stddev),
   }
   os.makedirs(export_dir, exist_ok=True)
   staged = {}

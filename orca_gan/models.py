@@ -344,7 +344,7 @@ class Discriminator(keras.Model):
       blocks.append(x)
     return blocks
 
-  def call(self, images, state, training=False):
+  def call(self, images, state, training=False, batch_stddev=None):
     """Scores the next image of each sequence.
 
     Args:
@@ -352,6 +352,10 @@ class Discriminator(keras.Model):
       state: `(h, c)` from `initial_state` or the previous step, each
         [batch, d_lstm_units].
       training: Passed to the LSTM cell; the output does not depend on it.
+      batch_stddev: With `minibatch_stddev`, a scalar that stands in for the batch's
+        statistic, so that each row's output depends on that row alone (an export
+        passes the mean the real windows gave, `real_batch_stddev`); None computes
+        it from the batch, as in training.
 
     Returns:
       logits: float32, shape [batch]; high means real.
@@ -360,22 +364,58 @@ class Discriminator(keras.Model):
     """
     x = self.conv_blocks(images)[-1]                    # [b, 4, 4, c]
     if self.config.minibatch_stddev:
-      x = _with_batch_stddev(x, self.config.stddev_group)  # [b, 4, 4, c + 1]
+      x = _with_batch_stddev(x, self.config.stddev_group,  # [b, 4, 4, c + 1]
+                             batch_stddev)
     embedding, (h, c) = self.lstm_cell(self.flatten(x), list(state), training=training)
     logits = tf.squeeze(self.to_logit(embedding), axis=-1)  # [b]
     return (logits, tf.cast(embedding, tf.float32),
             (tf.cast(h, tf.float32), tf.cast(c, tf.float32)))
 
 
-def _with_batch_stddev(x, group: int = 0):
-  """[b, h, w, c] -> [b, h, w, c + 1]: the mean over positions and channels of the
-  features' standard deviation over the row's group (see `ModelConfig.stddev_group`),
-  as a constant channel."""
+def group_stddev(x, group: int = 0) -> tf.Tensor:
+  """[b, h, w, c] -> float32 [b]: the mean over positions and channels of the
+  features' standard deviation over each row's group (see `ModelConfig.stddev_group`)."""
   b = tf.shape(x)[0]
   size = b if not group else tf.where(b % group == 0, group, b)
   y = tf.reshape(tf.cast(x, tf.float32), tf.concat([[-1, size], tf.shape(x)[1:]], 0))
   std = tf.sqrt(tf.math.reduce_variance(y, axis=1) + 1e-8)     # [groups, h, w, c]
-  per_row = tf.repeat(tf.reduce_mean(std, axis=[1, 2, 3]), size)  # [b]
+  return tf.repeat(tf.reduce_mean(std, axis=[1, 2, 3]), size)  # [b]
+
+
+def real_batch_stddev(discriminator: Discriminator, sequences, group: int) -> float:
+  """The mean of `group_stddev` of the last convolution block over real windows.
+
+  What the discriminator's minibatch statistic is, on average, for batches of real
+  windows: an exported discriminator uses it in place of the batch's, so that the
+  embedding of a window does not depend on which windows share its batch.
+
+  Args:
+    discriminator: The trained discriminator.
+    sequences: Iterable of real batches [b, T, H, W, 1] in [-1, 1]; each time step is
+      one batch, as in training.
+    group: The group size training used (a batch that it does not divide is one
+      group).
+
+  Returns:
+    The mean over every row of every step of every batch.
+  """
+  total, count = 0.0, 0
+  for batch in sequences:
+    batch = tf.convert_to_tensor(batch, tf.float32)
+    for t in range(batch.shape[1]):
+      rows = group_stddev(discriminator.conv_blocks(batch[:, t])[-1], group)
+      total += float(tf.reduce_sum(rows))
+      count += int(rows.shape[0])
+  if not count:
+    raise ValueError('real_batch_stddev: no real windows')
+  return total / count
+
+
+def _with_batch_stddev(x, group: int = 0, fixed=None):
+  """[b, h, w, c] -> [b, h, w, c + 1]: `group_stddev` (or `fixed`, a scalar, for
+  every row) as a constant channel."""
+  per_row = (group_stddev(x, group) if fixed is None
+             else tf.fill([tf.shape(x)[0]], tf.cast(fixed, tf.float32)))
   shape = tf.concat([tf.shape(x)[:3], [1]], axis=0)
   channel = tf.broadcast_to(per_row[:, None, None, None], shape)
   return tf.concat([x, tf.cast(channel, x.dtype)], axis=-1)
@@ -619,7 +659,7 @@ def standing_statistics(generator_model: Generator, z_seqs) -> None:
 
 
 def discriminate_sequence(discriminator_model: Discriminator, images_seq, state=None,
-                          training=False):
+                          training=False, batch_stddev=None):
   """Runs the discriminator over a sequence of images.
 
   Args:
@@ -627,6 +667,7 @@ def discriminate_sequence(discriminator_model: Discriminator, images_seq, state=
     images_seq: Shape [batch, T, image_size, image_size, 1].
     state: Discriminator state to start from; `None` for `initial_state`.
     training: Passed to the model.
+    batch_stddev: Passed to the model (`Discriminator.call`).
 
   Returns:
     logits: float32, shape [batch, T].
@@ -638,7 +679,8 @@ def discriminate_sequence(discriminator_model: Discriminator, images_seq, state=
     state = discriminator_model.initial_state(tf.shape(images_seq)[0])
 
   def step(images, state):
-    logits, embedding, state = discriminator_model(images, state, training=training)
+    logits, embedding, state = discriminator_model(images, state, training=training,
+                                                   batch_stddev=batch_stddev)
     return (logits, embedding), state
 
   units = discriminator_model.config.d_lstm_units

@@ -55,8 +55,9 @@ _EXTRA_LATENTS_STREAM = 3
 # --augment: gains are uniform in +-this many image units (0.1 = 5 dB at the default
 # -100..0 dB range).
 _AUGMENT_GAIN = 0.1
-# --g_ema: sequences (of --seq_len windows) whose batch statistics the average generator
-# normalises with (`GanTrainer.generator_for_use`).
+# Sequences (of --seq_len windows) whose batch statistics the exports use: with --g_ema
+# the average generator's batch norm (`GanTrainer.generator_for_use`), with
+# --minibatch_stddev the discriminator's (`GanTrainer.discriminator_stddev`).
 STANDING_SEQUENCES = 256
 
 
@@ -533,6 +534,25 @@ class GanTrainer:
     """The generator --export_generator names (the raw weights without --g_ema)."""
     return (self.generator if self.config.export_generator == 'raw'
             else self.generator_for_use())
+
+  def discriminator_stddev(self) -> float | None:
+    """With --minibatch_stddev, what exports use in place of the batch's statistic.
+
+    The mean of the statistic over `STANDING_SEQUENCES` real sequences of the training
+    records, from a reader of its own (the training input position does not move), in
+    batches and groups as one replica sees them in training
+    (`models.real_batch_stddev`). None without --minibatch_stddev.
+    """
+    config = self.config
+    if not config.minibatch_stddev:
+      return None
+    real = data.sequence_dataset(
+        config.tfrecords, config.batch_size, config.seq_len, seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer, cycle_length=config.interleave_cycle,
+        manifest=self.manifest).take(-(-STANDING_SEQUENCES // config.batch_size))
+    group = (config.minibatch_stddev_group
+             or config.batch_size // self.replicas)
+    return models.real_batch_stddev(self.discriminator, real, group)
 
   def _reset_generator_ema(self) -> None:
     """Starts the average at the generator's current weights."""

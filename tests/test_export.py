@@ -310,6 +310,17 @@ def test_export_rejects_inconsistent_arguments(tmp_path, model_config, transform
   assert os.listdir(tmp_path) == []
 
 
+def test_minibatch_stddev_export_needs_its_statistic_and_only_then(tmp_path):
+  with_stddev = dataclasses.replace(TINY, minibatch_stddev=True)
+  for config, stddev in ((with_stddev, None), (TINY, 0.5)):
+    generator, discriminator = models.Generator(config), models.Discriminator(config)
+    with pytest.raises(ValueError, match='discriminator_stddev is needed with '
+                       'minibatch_stddev, and only then'):
+      export_lib.export_models(generator, discriminator, config, TRANSFORM,
+                               str(tmp_path), discriminator_stddev=stddev)
+  assert os.listdir(tmp_path) == []
+
+
 def _assert_export_holds(export_dir, generator, discriminator, step):
   """Checks the folder holds exactly the export of these models, and nothing else."""
   assert sorted(os.listdir(export_dir)) == ['discriminator', 'generator']

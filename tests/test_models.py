@@ -370,6 +370,35 @@ def test_minibatch_stddev_groups_couple_only_their_own_rows():
         whole(images[:rows], whole.initial_state(rows))[0], rtol=1e-6)
 
 
+def test_a_fixed_batch_stddev_stands_in_for_the_batch_statistic():
+  """`batch_stddev` = the batch's own statistic reproduces the batch's scores, and with
+  it a row's score no longer depends on the other rows; `real_batch_stddev` is the
+  mean statistic over every step of every batch."""
+  images = tf.random.stateless_uniform([4, 2, 16, 16, 1], [5, 6], -1.0, 1.0)
+  config = models.ModelConfig(image_size=16, z_dim=4, fast_z=4, g_lstm_units=8,
+                              d_lstm_units=8, gf_dim=8, df_dim=4, minibatch_stddev=True)
+  keras.utils.set_random_seed(0)
+  discriminator = models.Discriminator(config)
+  state = discriminator.initial_state(4)
+  first = images[:, 0]
+  own = models.group_stddev(discriminator.conv_blocks(first)[-1])
+  assert np.allclose(own, own[0]) and own[0] > 0
+  np.testing.assert_allclose(discriminator(first, state, batch_stddev=own[0])[0],
+                             discriminator(first, state)[0], rtol=1e-6)
+  alone = discriminator(first[:1], discriminator.initial_state(1),
+                        batch_stddev=own[0])[0]
+  np.testing.assert_allclose(alone, discriminator(first, state, batch_stddev=own[0])[0][:1],
+                             rtol=1e-6)
+  assert abs(float(discriminator(first[:1], discriminator.initial_state(1))[0][0])
+             - float(alone[0])) > 1e-6  # Alone, the batch statistic is another.
+  second = models.group_stddev(discriminator.conv_blocks(images[:, 1])[-1])[0]
+  mean = models.real_batch_stddev(discriminator, [images[:2], images[2:]], group=2)
+  pairs = [models.group_stddev(discriminator.conv_blocks(images[i:i + 2, t])[-1], 2)[0]
+           for i in (0, 2) for t in (0, 1)]
+  assert mean == pytest.approx(float(np.mean(pairs)), rel=1e-6)
+  assert mean != pytest.approx(float(own[0] + second) / 2, rel=1e-3)  # Groups count.
+
+
 def test_minibatch_stddev_is_refused_with_the_gradient_penalty():
   from orca_gan import trainers
   with pytest.raises(trainers.TrainingError, match='--minibatch_stddev couples the rows'):

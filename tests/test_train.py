@@ -720,6 +720,43 @@ def test_cli_trains_exports_and_resumes(record_dir, tmp_path):
   assert export_lib.read_metadata(str(logdir / 'export' / 'generator'))['step'] == 3
 
 
+def test_cli_minibatch_stddev_exports_a_discriminator_that_scores_windows_alone(
+    record_dir, tmp_path):
+  """The export uses the statistic of real batches in place of the batch's: a window's
+  embedding is the same alone as among others (bin/embed batches windows freely)."""
+  from orca_gan import export_lib
+  result = run_app('train', '--tfrecords', record_dir, '--logdir', str(tmp_path),
+                   '--steps', '2', '--batch_size', '4', '--seq_len', '2',
+                   '--minibatch_stddev', '--minibatch_stddev_group', '2',
+                   *_TINY_MODEL_FLAGS)
+  assert result.returncode == 0, result.stderr[-2000:]
+  path = str(tmp_path / 'export' / 'discriminator')
+  assert export_lib.read_metadata(path)['discriminator_stddev'] > 0
+  serve = export_lib.load(path, 'discriminator').signatures['serving_default']
+  images = tf.random.stateless_uniform([3, 2, IMAGE_SIZE, IMAGE_SIZE, 1], [7, 8], -1.0,
+                                       1.0)
+  together = serve(images=images)
+  for row in range(3):
+    alone = serve(images=images[row:row + 1])
+    for name in ('embeddings', 'logits'):
+      np.testing.assert_allclose(alone[name][0], together[name][row], rtol=1e-5,
+                                 atol=1e-6)
+
+
+def test_discriminator_stddev_reads_its_own_batches(record_dir, tmp_path):
+  """The statistic for the export leaves the training input where it was."""
+  assert quiet_trainer(tiny_config(record_dir, tmp_path / 'off')).discriminator_stddev() \
+      is None
+  config = tiny_config(record_dir, tmp_path / 'on', minibatch_stddev=True)
+  trainer = quiet_trainer(config)
+  assert trainer.discriminator_stddev() > 0
+  fresh = iter(data.sequence_dataset(
+      config.tfrecords, config.batch_size, config.seq_len, seed=config.seed,
+      shuffle_buffer=config.shuffle_buffer, cycle_length=config.interleave_cycle,
+      dequantize=False))
+  np.testing.assert_array_equal(next(trainer.iterator), next(fresh))
+
+
 @pytest.mark.parametrize('loss', ['hinge', 'wgan_gp'])
 def test_other_losses_train(record_dir, tmp_path, loss):
   config = tiny_config(record_dir, tmp_path, steps=1, loss=loss, d_steps=2)

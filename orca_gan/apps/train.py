@@ -51,7 +51,8 @@ def main(argv):
           extra_metadata={'step': trainer.current_step,
                           # 0: the raw generator weights; else the decay of their average.
                           'generator_ema': (0.0 if generator is trainer.generator
-                                            else config.g_ema)})
+                                            else config.g_ema)},
+          discriminator_stddev=trainer.discriminator_stddev())
     finally:
       trainer.close()
   summary = ', '.join(f'{k} {metrics[k]:.4g}' for k in ('d_loss', 'g_loss', 'd_real',
