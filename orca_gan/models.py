@@ -72,6 +72,7 @@ class ModelConfig:
     minibatch_stddev: The discriminator sees, beside each image's 4x4 features, their
       standard deviation over the batch (averaged to one number, as a constant extra
       channel; Karras et al. 2018): a batch of near-copies is easy to call fake.
+      Exports use a fixed value instead (`Discriminator.call`'s `batch_stddev`).
     stddev_group: With `minibatch_stddev`, the rows share the statistic in groups of
       this many consecutive rows (StyleGAN's groups of 4; consecutive, so that a
       replica holding whole groups computes what one device does), and a row's score
