@@ -262,16 +262,16 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
   if transform.image_size != model_config.image_size:
     raise ValueError(f'transform image_size {transform.image_size} differs from the '
                      f'models\' {model_config.image_size}')
+  discriminator_metadata = dict(extra_metadata or {})
+  if discriminator_stddev is not None:
+    discriminator_metadata['discriminator_stddev'] = discriminator_stddev
   modules = {
       'generator': ServingGenerator(
           generator, _metadata_json('generator', model_config, transform,
                                     extra_metadata)),
       'discriminator': ServingDiscriminator(
-          discriminator, _metadata_json(
-              'discriminator', model_config, transform,
-              {**(extra_metadata or {}), **(
-                  {} if discriminator_stddev is None
-                  else {'discriminator_stddev': discriminator_stddev})}),
+          discriminator, _metadata_json('discriminator', model_config, transform,
+                                        discriminator_metadata),
           batch_stddev=discriminator_stddev),
   }
   os.makedirs(export_dir, exist_ok=True)

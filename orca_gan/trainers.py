@@ -459,10 +459,7 @@ class GanTrainer:
 
     # The global batch, read on the host inside the step; each replica takes its
     # slice. A plain iterator (unlike a distributed one) can be checkpointed.
-    self.dataset = data.sequence_dataset(
-        config.tfrecords, config.batch_size, config.seq_len, seed=config.seed,
-        shuffle_buffer=config.shuffle_buffer, cycle_length=config.interleave_cycle,
-        manifest=self.manifest, dequantize=False)
+    self.dataset = self._real_batches(dequantize=False)
     self.iterator = iter(self.dataset)
     self._checkpointed = dict(
         step=self.step, seed=self.seed, skipped_updates=self.skipped_updates,
@@ -546,13 +543,17 @@ class GanTrainer:
     config = self.config
     if not config.minibatch_stddev:
       return None
-    real = data.sequence_dataset(
+    real = self._real_batches().take(-(-STANDING_SEQUENCES // config.batch_size))
+    group = config.minibatch_stddev_group or config.batch_size // self.replicas
+    return models.real_batch_stddev(self.discriminator, real, group)
+
+  def _real_batches(self, dequantize: bool = True) -> tf.data.Dataset:
+    """A new pipeline of the global training batches, from their first."""
+    config = self.config
+    return data.sequence_dataset(
         config.tfrecords, config.batch_size, config.seq_len, seed=config.seed,
         shuffle_buffer=config.shuffle_buffer, cycle_length=config.interleave_cycle,
-        manifest=self.manifest).take(-(-STANDING_SEQUENCES // config.batch_size))
-    group = (config.minibatch_stddev_group
-             or config.batch_size // self.replicas)
-    return models.real_batch_stddev(self.discriminator, real, group)
+        manifest=self.manifest, dequantize=dequantize)
 
   def _reset_generator_ema(self) -> None:
     """Starts the average at the generator's current weights."""
