@@ -48,7 +48,10 @@ from orca_gan import models
 from orca_gan import spectral
 
 KINDS = ('generator', 'discriminator')
-_RESERVED_KEYS = frozenset({'kind', 'model_config', 'transform', 'orca_gan_version'})
+# Metadata keys an export sets itself ('discriminator_stddev': the discriminator's,
+# with --minibatch_stddev).
+_RESERVED_KEYS = frozenset({'kind', 'model_config', 'transform', 'orca_gan_version',
+                            'discriminator_stddev'})
 
 
 class _ServingModule(tf.Module):
@@ -196,22 +199,16 @@ def _named(spec: tf.TensorSpec, name: str) -> tf.TensorSpec:
 
 def _metadata_json(kind: str, model_config: models.ModelConfig,
                    transform: spectral.SpectrogramConfig,
-                   extra_metadata: dict | None = None) -> str:
-  """The JSON stored in an export of `kind`; `extra_metadata` adds top-level keys.
-
-  Raises:
-    ValueError: If `extra_metadata` uses a key that the export sets itself.
-  """
-  extra_metadata = extra_metadata or {}
-  clashes = sorted(_RESERVED_KEYS & set(extra_metadata))
-  if clashes:
-    raise ValueError(f'extra_metadata may not set {", ".join(clashes)}')
+                   extra_metadata: dict, own: dict | None = None) -> str:
+  """The JSON stored in an export of `kind`: the caller's `extra_metadata` (checked
+  against `_RESERVED_KEYS` by `export_models`), then this kind's `own` keys."""
   return json.dumps({
+      **extra_metadata,
       'kind': kind,
       'model_config': dataclasses.asdict(model_config),
       'transform': transform.to_dict(),
       'orca_gan_version': orca_gan.__version__,
-      **extra_metadata,
+      **(own or {}),
   }, sort_keys=True)
 
 
@@ -237,8 +234,8 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
       metadata so that a caller can turn images back into sound.
     export_dir: Folder to write to; created if missing.
     extra_metadata: JSON-serializable top-level keys added to the metadata (e.g. the
-      training step); may not set 'kind', 'model_config', 'transform' or
-      'orca_gan_version'.
+      training step); may not set 'kind', 'model_config', 'transform',
+      'orca_gan_version' or 'discriminator_stddev'.
     discriminator_stddev: With `model_config.minibatch_stddev` (and only then), the
       value the exported discriminator uses in place of the batch's statistic
       (`models.real_batch_stddev`); also stored in its metadata as
@@ -262,16 +259,19 @@ def export_models(generator: models.Generator, discriminator: models.Discriminat
   if transform.image_size != model_config.image_size:
     raise ValueError(f'transform image_size {transform.image_size} differs from the '
                      f'models\' {model_config.image_size}')
-  discriminator_metadata = dict(extra_metadata or {})
-  if discriminator_stddev is not None:
-    discriminator_metadata['discriminator_stddev'] = discriminator_stddev
+  extra_metadata = extra_metadata or {}
+  clashes = sorted(_RESERVED_KEYS & set(extra_metadata))
+  if clashes:
+    raise ValueError(f'extra_metadata may not set {", ".join(clashes)}')
+  stddev = ({} if discriminator_stddev is None
+            else {'discriminator_stddev': discriminator_stddev})
   modules = {
       'generator': ServingGenerator(
           generator, _metadata_json('generator', model_config, transform,
                                     extra_metadata)),
       'discriminator': ServingDiscriminator(
           discriminator, _metadata_json('discriminator', model_config, transform,
-                                        discriminator_metadata),
+                                        extra_metadata, stddev),
           batch_stddev=discriminator_stddev),
   }
   os.makedirs(export_dir, exist_ok=True)

@@ -55,6 +55,10 @@ _EXTRA_LATENTS_STREAM = 3
 # --augment: gains are uniform in +-this many image units (0.1 = 5 dB at the default
 # -100..0 dB range).
 _AUGMENT_GAIN = 0.1
+# --augment_target: the chance of augmentation moves by at most 1 / this a step, so it
+# can cross 0..1 in this many steps (32,000 real windows at the default batch; ADA
+# takes 500,000 images, about 2 % of its runs: ours are shorter).
+_AUGMENT_P_STEPS = 500
 # Sequences (of --seq_len windows) whose batch statistics the exports use: with --g_ema
 # the average generator's batch norm (`GanTrainer.generator_for_use`), with
 # --minibatch_stddev the discriminator's (`GanTrainer.discriminator_stddev`).
@@ -178,7 +182,16 @@ class TrainConfig:
   augment_p: float = configs.flag(1.0,
       'With --augment: the chance that a window is augmented, drawn per window. Below '
       'about 0.8 the generator cannot leave to the augmentation what it should vary '
-      'itself, such as where in the window a call sits (Karras et al. 2020).')
+      'itself, such as where in the window a call sits (Karras et al. 2020). With '
+      '--augment_target: the chance a new run starts from.')
+  augment_target: float = configs.flag(0.0,
+      'With --augment: adapt the chance of augmentation as training goes (ADA, Karras '
+      'et al. 2020): every step it moves up while the mean sign of the '
+      'discriminator\'s scores of real windows (its overfitting, r_t) is above this '
+      'target and down while below, from --augment_p, within 0..--augment_p_max. 0.6 '
+      'in ADA; 0 = a fixed chance of --augment_p.')
+  augment_p_max: float = configs.flag(0.8,
+      'With --augment_target: the most the adapted chance may reach.')
   shuffle_buffer: int = configs.flag(256,
       'Sequences in the shuffle buffer (memory: this x seq_len windows, also saved in '
       'every checkpoint).')
@@ -206,7 +219,8 @@ class TrainConfig:
   keep_checkpoints: int = configs.flag(3, 'Checkpoints kept.')
 
   def __post_init__(self):
-    for name in ('steps', 'r1_weight', 'g_noise_init', 'minibatch_stddev_group'):
+    for name in ('steps', 'r1_weight', 'g_noise_init', 'minibatch_stddev_group',
+                 'augment_target'):
       if getattr(self, name) < 0:
         raise TrainingError(f'--{name} must be at least 0, got {getattr(self, name)}')
     positive = ('batch_size', 'seq_len', 'd_steps', 'shuffle_buffer', 'interleave_cycle',
@@ -225,6 +239,17 @@ class TrainConfig:
       raise TrainingError(f'--g_ema must be in [0, 1), got {self.g_ema}')
     if self.augment_p != 1.0 and not self.augment:
       raise TrainingError('--augment_p is the chance of --augment, which is off')
+    if not self.augment_target < 1.0:
+      raise TrainingError(f'--augment_target is a mean sign below 1, got '
+                          f'{self.augment_target}')
+    if self.augment_target and not self.augment:
+      raise TrainingError('--augment_target adapts the chance of --augment, which is off')
+    if self.augment_p_max != 0.8 and not self.augment_target:
+      raise TrainingError('--augment_p_max bounds the chance --augment_target adapts, '
+                          'which is off')
+    if self.augment_target and not self.augment_p <= self.augment_p_max <= 1.0:
+      raise TrainingError(f'--augment_p_max must be in [--augment_p, 1], got '
+                          f'{self.augment_p_max} (--augment_p {self.augment_p})')
     if self.r1_weight and self.loss == 'wgan_gp':
       raise TrainingError('--r1_weight with --loss wgan_gp: the critic has its gradient '
                           'penalty already (--gp_weight)')
@@ -414,8 +439,8 @@ class GanTrainer:
     self.jit = self._choose_xla()
     self.generator_loss, self.discriminator_loss = losses.LOSSES[config.loss]
     self.metric_names = ('d_loss', 'g_loss', 'gradient_penalty', 'd_real', 'd_fake',
-                         'd_real_logit', 'd_fake_logit', 'd_grad_norm', 'g_grad_norm',
-                         'skipped_updates')
+                         'd_real_logit', 'd_fake_logit', 'd_real_sign', 'd_grad_norm',
+                         'g_grad_norm', 'skipped_updates')
 
     policy = 'mixed_float16' if config.mixed_precision else 'float32'
     with self.strategy.scope(), _dtype_policy(policy):
@@ -441,6 +466,8 @@ class GanTrainer:
       self.seed = tf.Variable(config.seed, dtype=tf.int64, trainable=False, name='seed')
       self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
                                          name='skipped_updates')
+      # The chance that --augment augments a window: adapted with --augment_target.
+      self.augment_p = tf.Variable(config.augment_p, trainable=False, name='augment_p')
       # On-device metric sums since the last `pop_metrics`, and the first step whose
       # losses were not finite (-1: none) with their values.
       self._sums = tf.Variable(tf.zeros([len(self.metric_names)]), trainable=False)
@@ -468,6 +495,8 @@ class GanTrainer:
         data=self.iterator)
     if self.generator_ema is not None:
       self._checkpointed['generator_ema'] = self.generator_ema
+    if config.augment_target:
+      self._checkpointed['augment_p'] = self.augment_p
     self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
     self.write_dir = (config.logdir if self.is_chief
                       else tempfile.mkdtemp(prefix='orca_gan-worker-'))
@@ -519,11 +548,10 @@ class GanTrainer:
       self._generator_average(z, self._generator_average.start_state(z))
     for copy, average in zip(self._generator_average.weights, self.generator_ema.weights):
       copy.assign(tf.convert_to_tensor(average))
-    batches = -(-STANDING_SEQUENCES // config.batch_size)
     models.standing_statistics(self._generator_average, (
         models.sample_latents(tf.constant([config.seed, -2 - i], tf.int64),
                               config.batch_size, config.seq_len, self.model_config)
-        for i in range(batches)))
+        for i in range(self._standing_batches)))
     self._generator_average_step = step
     return self._generator_average
 
@@ -543,9 +571,14 @@ class GanTrainer:
     config = self.config
     if not config.minibatch_stddev:
       return None
-    real = self._real_batches().take(-(-STANDING_SEQUENCES // config.batch_size))
+    real = self._real_batches().take(self._standing_batches)
     group = config.minibatch_stddev_group or config.batch_size // self.replicas
     return models.real_batch_stddev(self.discriminator, real, group)
+
+  @property
+  def _standing_batches(self) -> int:
+    """Global batches that hold `STANDING_SEQUENCES` sequences."""
+    return -(-STANDING_SEQUENCES // self.config.batch_size)
 
   def _real_batches(self, dequantize: bool = True) -> tf.data.Dataset:
     """A new pipeline of the global training batches, from their first."""
@@ -662,7 +695,7 @@ class GanTrainer:
       # A window left as it is gets no shift and no gain.
       kept = tf.random.stateless_uniform(
           shape, tf.random.experimental.stateless_fold_in(seed, 2),
-          alg=models.RNG_ALGORITHM) >= config.augment_p
+          alg=models.RNG_ALGORITHM) >= self.augment_p
       noise['shift'] = tf.where(kept, 0, noise['shift'])
       noise['gain'] = tf.where(kept, 0.0, noise['gain'])
     return noise
@@ -738,6 +771,8 @@ class GanTrainer:
         'd_fake': tf.reduce_mean(tf.sigmoid(fake_logits)),
         'd_real_logit': tf.reduce_mean(real_logits),
         'd_fake_logit': tf.reduce_mean(fake_logits),
+        # ADA's overfitting heuristic r_t: 1 when every real window scores as real.
+        'd_real_sign': tf.reduce_mean(tf.sign(real_logits)),
     }
     return metrics, norm, applied, new_real_state, new_fake_state
 
@@ -857,6 +892,12 @@ class GanTrainer:
                                  tf.logical_not(tf.reduce_all(tf.math.is_finite(checked))))
       self._bad_step.assign(tf.where(first_bad, self.step + 1, self._bad_step))
       self._bad_values.assign(tf.where(first_bad, checked, self._bad_values))
+      if self.config.augment_target:
+        # ADA: more augmentation while the discriminator tells the real windows it
+        # sees apart too surely (r_t above the target), less while it does not.
+        r_t = sums['d_real_sign'] / seq_len
+        p = self.augment_p + tf.sign(r_t - self.config.augment_target) / _AUGMENT_P_STEPS
+        self.augment_p.assign(tf.clip_by_value(p, 0.0, self.config.augment_p_max))
       if self.generator_ema is not None:
         # Every weight, batch-norm statistics included, so that the average generator
         # normalises with statistics of its own time.
@@ -891,8 +932,8 @@ class GanTrainer:
 
     `skipped_updates` is the run's total of updates the loss-scale optimizer skipped
     (overflowing gradients, mixed precision); the loss scales come with it, and so
-    does the strength of --g_noise as it is now. Reads from the device: waits for
-    the queued steps.
+    do the strength of --g_noise and the chance of --augment_target as they are now.
+    Reads from the device: waits for the queued steps.
     """
     count = float(self._count.numpy())
     sums = self._sums.numpy()
@@ -904,6 +945,8 @@ class GanTrainer:
     metrics['skipped_updates'] = float(self.skipped_updates.numpy())
     if self.generator.noise_strength is not None:  # --g_noise: training moves it.
       metrics['g_noise_strength'] = float(self.generator.noise_strength.value.numpy())
+    if self.config.augment_target:  # Adapted every step.
+      metrics['augment_p'] = float(self.augment_p.numpy())
     if self.config.mixed_precision:
       metrics['d_loss_scale'] = float(self.d_optimizer.dynamic_scale.numpy())
       metrics['g_loss_scale'] = float(self.g_optimizer.dynamic_scale.numpy())

@@ -300,6 +300,7 @@ def test_load_checks_kind(exported):
      'transform image_size 32'),
     (TINY, TRANSFORM, {'kind': 'critic', 'transform': {}},
      'may not set kind, transform'),
+    (TINY, TRANSFORM, {'discriminator_stddev': 0.5}, 'may not set discriminator_stddev'),
 ])
 def test_export_rejects_inconsistent_arguments(tmp_path, model_config, transform,
                                                extra_metadata, match):

@@ -505,11 +505,14 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
     config = tiny_config(record_dir, tmp_path / strategy, steps=2, strategy=strategy,
                          summary_every=2, g_ema=0.5, g_noise=True, g_noise_init=0.06,
                          g_start_state='latent', minibatch_stddev=True,
-                         minibatch_stddev_group=2, r1_weight=1.0)
+                         minibatch_stddev_group=2, r1_weight=1.0, augment=True,
+                         augment_p=0.5, augment_target=0.1)
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
-  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_real_logit', 'd_fake_logit'):
+  assert one['metrics']['augment_p'] != 0.5
+  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_real_logit', 'd_fake_logit',
+               'd_real_sign', 'augment_p'):
     # Same data, latents and synchronized batch norm: only summation order differs.
     assert two['metrics'][name] == pytest.approx(one['metrics'][name], rel=1e-4,
                                                  abs=1e-6), name
@@ -862,6 +865,63 @@ def test_augment_p_leaves_that_share_of_windows_as_they_are(record_dir, tmp_path
                    (0.5, dict(augment=False))):
     with pytest.raises(trainers.TrainingError, match='--augment_p'):
       tiny_config(record_dir, tmp_path / 'bad', augment_p=p, **flags)
+
+
+def test_augment_target_steers_the_chance_by_the_real_windows_scores(record_dir,
+                                                                     tmp_path):
+  """ADA: from --augment_p, while the discriminator scores every real window as real
+  (r_t = 1, above the target) the chance climbs 1/500 a step up to --augment_p_max;
+  while it scores them as fake, it falls to 0; the step's draws use the chance as it
+  is."""
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=1, batch_size=50,
+                                      augment=True, augment_p=0.001, augment_p_max=0.005,
+                                      augment_target=0.6))
+  assert float(trainer.augment_p.numpy()) == pytest.approx(0.001)
+  trainer.d_optimizer.learning_rate.assign(0.0)
+  bias = trainer.discriminator.to_logit.bias
+  chances = {}
+  for sign in (1.0, -1.0):
+    bias.assign([100.0 * sign])
+    for _ in range(3):
+      trainer.run(1)
+      metrics = trainer.pop_metrics()
+      assert metrics['d_real_sign'] == sign
+      assert metrics['augment_p'] == float(trainer.augment_p.numpy())
+      chances.setdefault(sign, []).append(metrics['augment_p'])
+  assert chances[1.0] == pytest.approx([0.003, 0.005, 0.005])
+  assert chances[-1.0] == pytest.approx([0.003, 0.001, 0.0])
+  kept = {}
+  for p in (0.0, 0.5):
+    trainer.augment_p.assign(p)
+    gain = trainer._noise()['gain'].numpy()
+    kept[p] = (gain == 0).mean()
+  assert kept[0.0] == 1.0 and kept[0.5] == pytest.approx(0.5, abs=0.05)
+  for target, flags in ((1.0, dict(augment=True)), (-0.5, dict(augment=True)),
+                        (0.6, dict(augment=False))):
+    with pytest.raises(trainers.TrainingError, match='--augment_target'):
+      tiny_config(record_dir, tmp_path / 'bad', augment_target=target, **flags)
+  for flags in (dict(augment_p_max=0.5), dict(augment_target=0.6, augment_p_max=0.4),
+                dict(augment_target=0.6, augment_p_max=1.5)):
+    with pytest.raises(trainers.TrainingError, match='--augment_p_max'):
+      tiny_config(record_dir, tmp_path / 'bad', augment=True, augment_p=0.5, **flags)
+
+
+def test_adaptive_augmentation_resumes_exactly(record_dir, tmp_path):
+  """The adapted chance is in the checkpoint: a run stopped at step 3 and resumed ends
+  as one that never stopped, chance included."""
+  config = dict(steps=6, augment=True, augment_p=0.5, augment_target=0.1,
+                save_every=3, summary_every=6, image_every=6)
+  straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
+  train_lib.train(straight)
+  stopped = tmp_path / 'stopped'
+  train_lib.train(quiet_trainer(tiny_config(record_dir, stopped, **dict(config,
+                                                                        steps=3))))
+  resumed = quiet_trainer(tiny_config(record_dir, stopped, **config))
+  train_lib.train(resumed)
+  chance = float(straight.augment_p.numpy())
+  assert chance != 0.5
+  assert float(resumed.augment_p.numpy()) == chance
+  assert_same_weights(weights(resumed), weights(straight))
 
 
 def test_generator_average_steps_resumes_and_is_the_one_used(record_dir, tmp_path,
