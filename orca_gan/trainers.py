@@ -71,7 +71,8 @@ def augment(images, shift, gain):
 
   Args:
     images: [b, H, W, 1] in [-1, 1].
-    shift: int32 [b], columns to roll each window by (circularly, along time).
+    shift: int32 [b], columns to roll each window by (circularly, along time; a
+      negative shift rolls the other way).
     gain: float32 [b], added to each window's values, then clipped to [-1, 1].
 
   Returns:
@@ -184,6 +185,10 @@ class TrainConfig:
       'about 0.8 the generator cannot leave to the augmentation what it should vary '
       'itself, such as where in the window a call sits (Karras et al. 2020). With '
       '--augment_target: the chance a new run starts from.')
+  augment_shift: float = configs.flag(1.0,
+      'With --augment: the farthest a window is rolled in time, as a share of its '
+      'width, either way: 1 rolls it anywhere (its position tells nothing), 0.125 is '
+      'DiffAugment\'s translation (Zhao et al. 2020).')
   augment_target: float = configs.flag(0.0,
       'With --augment: adapt the chance of augmentation as training goes (ADA, Karras '
       'et al. 2020): every step it moves up while the mean sign of the '
@@ -242,6 +247,10 @@ class TrainConfig:
     if not self.augment_target < 1.0:
       raise TrainingError(f'--augment_target is a mean sign below 1, got '
                           f'{self.augment_target}')
+    if not 0.0 < self.augment_shift <= 1.0:
+      raise TrainingError(f'--augment_shift must be in (0, 1], got {self.augment_shift}')
+    if self.augment_shift != 1.0 and not self.augment:
+      raise TrainingError('--augment_shift is how far --augment rolls, which is off')
     if self.augment_target and not self.augment:
       raise TrainingError('--augment_target adapts the chance of --augment, which is off')
     if self.augment_p_max != 0.8 and not self.augment_target:
@@ -686,9 +695,13 @@ class GanTrainer:
       # [seq_len, update (d_steps D updates, then G), real/generated, batch].
       shape = [config.seq_len, config.d_steps + 1, 2, config.batch_size]
       seed = self._seed(_AUGMENT_STREAM)
+      width = self.model_config.image_size
+      # Any roll, or up to that many columns either way.
+      most = round(config.augment_shift * width)
+      low, high = (0, width) if most >= width else (-most, most + 1)
       noise['shift'] = tf.random.stateless_uniform(
-          shape, tf.random.experimental.stateless_fold_in(seed, 0), 0,
-          self.model_config.image_size, tf.int32, alg=models.RNG_ALGORITHM)
+          shape, tf.random.experimental.stateless_fold_in(seed, 0), low, high,
+          tf.int32, alg=models.RNG_ALGORITHM)
       noise['gain'] = tf.random.stateless_uniform(
           shape, tf.random.experimental.stateless_fold_in(seed, 1), -_AUGMENT_GAIN,
           _AUGMENT_GAIN, alg=models.RNG_ALGORITHM)

@@ -837,6 +837,9 @@ def test_augment_rolls_time_shifts_gain_and_passes_gradients():
   np.testing.assert_allclose(out[0, :, :, 0], np.roll(images[0, :, :, 0], -1, axis=1))
   np.testing.assert_allclose(out[1, :, :, 0], np.minimum(
       np.roll(images[1, :, :, 0], -3, axis=1) + 0.9, 1.0), rtol=1e-6)
+  # A negative shift (--augment_shift below 1) rolls the other way.
+  back = trainers.augment(images, tf.constant([-1, -3]), tf.constant([0.0, 0.0]))
+  np.testing.assert_allclose(back[1, :, :, 0], np.roll(images[1, :, :, 0], 3, axis=1))
   grads = tape.gradient(out, images).numpy()
   assert grads[0].min() == 1.0                      # Every pixel reaches D.
   assert grads[1].max() == 1.0 and grads[1].min() == 0.0   # Clipped ones do not.
@@ -867,6 +870,20 @@ def test_augment_p_leaves_that_share_of_windows_as_they_are(record_dir, tmp_path
                    (0.5, dict(augment=False))):
     with pytest.raises(trainers.TrainingError, match='--augment_p'):
       tiny_config(record_dir, tmp_path / 'bad', augment_p=p, **flags)
+
+
+def test_augment_shift_bounds_the_roll_either_way(record_dir, tmp_path):
+  shifts = {}
+  for share in (1.0, 0.25):
+    trainer = quiet_trainer(tiny_config(record_dir, tmp_path / str(share), steps=1,
+                                        batch_size=50, augment=True, augment_shift=share))
+    shifts[share] = trainer._noise()['shift'].numpy()     # 600 windows, 32 columns.
+  assert shifts[1.0].min() == 0 and shifts[1.0].max() == IMAGE_SIZE - 1
+  assert shifts[0.25].min() == -8 and shifts[0.25].max() == 8
+  for share, flags in ((0.0, dict(augment=True)), (1.5, dict(augment=True)),
+                       (0.5, dict(augment=False))):
+    with pytest.raises(trainers.TrainingError, match='--augment_shift'):
+      tiny_config(record_dir, tmp_path / 'bad', augment_shift=share, **flags)
 
 
 def test_augment_target_steers_the_chance_by_the_real_windows_scores(record_dir,
