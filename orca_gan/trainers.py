@@ -997,6 +997,10 @@ class GanTrainer:
           del objects['generator_ema']
           notes.append(f'checkpoint {path} holds no generator average (--g_ema was '
                        'off): it starts from the restored generator')
+        if 'augment_p' in missing:
+          del objects['augment_p']
+          notes.append(f'checkpoint {path} holds no adapted chance of augmentation '
+                       '(--augment_target was off): it starts from --augment_p')
         checkpoint = (self.checkpoint if len(objects) == len(self._checkpointed)
                       else tf.train.Checkpoint(**objects))
         checkpoint.restore(path).assert_existing_objects_matched()

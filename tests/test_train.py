@@ -942,6 +942,16 @@ def test_adaptive_augmentation_resumes_exactly(record_dir, tmp_path):
   assert float(resumed.augment_p.numpy()) == chance
   assert_same_weights(weights(resumed), weights(straight))
 
+  # A run begun with a fixed chance resumes with an adapted one, from --augment_p.
+  fixed = tmp_path / 'fixed'
+  train_lib.train(quiet_trainer(tiny_config(record_dir, fixed, **dict(
+      config, steps=3, augment_target=0.0))))
+  lines = []
+  adapted = trainers.GanTrainer(tiny_config(record_dir, fixed, **config), log=lines.append)
+  adapted.restore()
+  assert adapted.current_step == 3 and float(adapted.augment_p.numpy()) == 0.5
+  assert any('holds no adapted chance' in line for line in lines), lines
+
 
 def test_generator_average_steps_resumes_and_is_the_one_used(record_dir, tmp_path,
                                                             monkeypatch):
