@@ -48,6 +48,14 @@ _DATA_FIELDS = ('batch_size', 'seq_len', 'd_steps', 'seed', 'shuffle_buffer',
 # Losses whose non-finite value stops a run. Gradients are left out: under mixed
 # precision an overflowing gradient is the loss-scale optimizer's to handle.
 _CHECKED = ('d_loss', 'g_loss')
+# Checkpointed objects that only a flag adds: a run begun without the flag resumes
+# with it, the object starting afresh as this says.
+_STARTS_AFRESH = {
+    'generator_ema': 'generator average (--g_ema was off): it starts from the '
+                     'restored generator',
+    'augment_p': 'adapted chance of augmentation (--augment_target was off): it starts '
+                 'from --augment_p',
+}
 # Seed streams folded into (seed, step) besides the generator's latents.
 _PENALTY_STREAM = 1
 _AUGMENT_STREAM = 2
@@ -993,14 +1001,9 @@ class GanTrainer:
           del objects['data'], objects['skipped_updates']
           notes.append(f'checkpoint {path} holds no input position (an older orca_gan '
                        'wrote it): the data order starts afresh')
-        if 'generator_ema' in missing:
-          del objects['generator_ema']
-          notes.append(f'checkpoint {path} holds no generator average (--g_ema was '
-                       'off): it starts from the restored generator')
-        if 'augment_p' in missing:
-          del objects['augment_p']
-          notes.append(f'checkpoint {path} holds no adapted chance of augmentation '
-                       '(--augment_target was off): it starts from --augment_p')
+        for name in [n for n in _STARTS_AFRESH if n in missing]:
+          del objects[name]
+          notes.append(f'checkpoint {path} holds no {_STARTS_AFRESH[name]}')
         checkpoint = (self.checkpoint if len(objects) == len(self._checkpointed)
                       else tf.train.Checkpoint(**objects))
         checkpoint.restore(path).assert_existing_objects_matched()
