@@ -44,7 +44,7 @@ from orca_gan import records
 # Fields that define what is learned and in which order: a resumed run must keep them.
 _FIXED_ON_RESUME = ('model', 'transform', 'loss', 'data')
 _DATA_FIELDS = ('batch_size', 'seq_len', 'd_steps', 'seed', 'shuffle_buffer',
-                'interleave_cycle', 'augment')
+                'interleave_cycle', 'augment', 'random_phase')
 # Losses whose non-finite value stops a run. Gradients are left out: under mixed
 # precision an overflowing gradient is the loss-scale optimizer's to handle.
 _CHECKED = ('d_loss', 'g_loss')
@@ -205,6 +205,12 @@ class TrainConfig:
       'in ADA; 0 = a fixed chance of --augment_p.')
   augment_p_max: float = configs.flag(0.8,
       'With --augment_target: the most the adapted chance may reach.')
+  random_phase: bool = configs.flag(False,
+      'Start every training sequence a random number of spectrogram columns into a '
+      'stored window instead of at its first column (the windows of a file share one '
+      'frame grid, so this is what a window starting that much later holds): W times '
+      'as many distinct real windows from the same records, for small corpora. Needs '
+      'recordings of --seq_len + 1 windows.')
   shuffle_buffer: int = configs.flag(256,
       'Sequences in the shuffle buffer (memory: this x seq_len windows, also saved in '
       'every checkpoint).')
@@ -431,10 +437,12 @@ class GanTrainer:
           f'--image_size {config.image_size} does not match the records in '
           f'{config.tfrecords} ({image_size}x{image_size})')
     longest = data.max_sequence_length(self.manifest)
-    if config.seq_len > longest:
+    if config.seq_len + (1 if config.random_phase else 0) > longest:
       raise TrainingError(
           f'--seq_len {config.seq_len} is longer than the longest recording in '
-          f'{config.tfrecords} ({longest} windows)')
+          f'{config.tfrecords} ({longest} windows'
+          + (', less the one more that --random_phase reads)' if config.random_phase
+             else ')'))
     try:
       self.model_config = config.model_config(image_size)
     except ValueError as e:
@@ -603,7 +611,7 @@ class GanTrainer:
     return data.sequence_dataset(
         config.tfrecords, config.batch_size, config.seq_len, seed=config.seed,
         shuffle_buffer=config.shuffle_buffer, cycle_length=config.interleave_cycle,
-        manifest=self.manifest, dequantize=dequantize)
+        manifest=self.manifest, dequantize=dequantize, random_phase=config.random_phase)
 
   def _reset_generator_ema(self) -> None:
     """Starts the average at the generator's current weights."""
@@ -651,6 +659,10 @@ class GanTrainer:
       # Model fields added since the run started hold their default, which is what
       # the run was built with.
       saved['model'] = {**dataclasses.asdict(models.ModelConfig()), **saved['model']}
+    if isinstance(saved.get('data'), dict):
+      # So do data fields added since.
+      saved['data'] = {**{k: getattr(TrainConfig, k) for k in _DATA_FIELDS},
+                       **saved['data']}
     for key in _FIXED_ON_RESUME:
       if key not in saved and key == 'data':
         continue  # Written before the input position was saved.

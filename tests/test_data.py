@@ -85,3 +85,83 @@ def test_shards_shorter_than_a_sequence_are_passed_over(tmp_path):
   dataset = data.sequence_dataset(out, batch_size=1, seq_len=6, seed=0)
   for batch in dataset.take(5).as_numpy_iterator():
     assert tone_rows(batch[0])[0] // 40 == 0   # Only the 8-window file fits.
+
+
+# make_tfrecords' frame step at 16 kHz: 3 s over 128 columns.
+HOP_SAMPLES = 375
+
+
+@pytest.fixture(scope='module')
+def noise_audio_and_records(tmp_path_factory):
+  """Eight windows of noise, made louder over time; every column differs from every
+  other, so a cut says where it was taken."""
+  folder = tmp_path_factory.mktemp('phase')
+  rng = np.random.default_rng(0)
+  n = 8 * 3 * SAMPLE_RATE_HZ
+  audio = rng.normal(0, 1, n) * np.linspace(0.01, 0.3, n)
+  out = str(folder / 'records')
+  prepare_tfrecords.make_tfrecords([write_wav(folder / 'noise.wav', audio, SAMPLE_RATE_HZ)],
+                                   out, prepare_tfrecords.PrepareConfig(),
+                                   log=lambda line: None)
+  return folder, audio, out
+
+
+def stored_strip(record_dir):
+  """All stored windows of a folder laid end to end in time: [H, windows * W]."""
+  return np.concatenate([w['image'] for w in
+                         data.read_windows(record_dir).as_numpy_iterator()], axis=1)
+
+
+def test_random_phase_cuts_sequences_anywhere_on_the_frame_grid(noise_audio_and_records):
+  _, _, records_dir = noise_audio_and_records
+  strip = stored_strip(records_dir)
+  width = 128
+
+  def first_columns(seed):
+    dataset = data.sequence_dataset(records_dir, batch_size=1, seq_len=3, seed=seed,
+                                    random_phase=True)
+    found = []
+    for batch in dataset.take(40).as_numpy_iterator():
+      assert batch.shape == (1, 3, 128, 128, 1)
+      cut = np.concatenate(list(batch[0, ..., 0]), axis=1)   # [H, 3 W]
+      # Where in the recording's image the sequence was cut: exactly one place.
+      at = [s for s in range(strip.shape[1] - cut.shape[1] + 1)
+            if np.array_equal(strip[:, s:s + cut.shape[1]], cut)]
+      assert len(at) == 1
+      found.append(at[0])
+    return found
+
+  found = first_columns(seed=5)
+  assert found == first_columns(seed=5)
+  # Cuts start at all sorts of columns within a window (40 draws of 128: about 34
+  # distinct), not only at stored boundaries, and in every window that has 3 after it.
+  assert len({s % width for s in found}) >= 25
+  assert {s // width for s in found} == set(range(5))
+  # Without it, sequences start at window boundaries only.
+  dataset = data.sequence_dataset(records_dir, batch_size=1, seq_len=3, seed=5)
+  for batch in dataset.take(10).as_numpy_iterator():
+    first = batch[0, 0, ..., 0]
+    assert any(np.array_equal(first, strip[:, w * width:(w + 1) * width])
+               for w in range(8))
+
+
+def test_a_cut_is_the_window_that_starts_that_much_later(noise_audio_and_records):
+  """The fact random_phase rests on: make_tfrecords puts every window of a file on one
+  frame grid, so the stored image of a recording that starts 37 columns later equals
+  the cut of this one's, column for column, up to rounding (a float32 ulp at a uint8
+  step's edge: 3.6 % of pixels differ by one step here)."""
+  folder, audio, records_dir = noise_audio_and_records
+  late = str(folder / 'late')
+  prepare_tfrecords.make_tfrecords(
+      [write_wav(folder / 'late.wav', audio[37 * HOP_SAMPLES:], SAMPLE_RATE_HZ)],
+      late, prepare_tfrecords.PrepareConfig(), log=lambda line: None)
+  strip, late_strip = stored_strip(records_dir), stored_strip(late)
+  assert late_strip.shape[1] == 7 * 128
+  # The late recording's first frame reads zeros before its start where this one
+  # reads sound: compare from its second column on.
+  difference = np.abs(late_strip[:, 1:] - strip[:, 37 + 1:37 + 7 * 128])
+  assert difference.max() <= 1 / 127.5 + 1e-6 and np.mean(difference > 0) < 0.05
+  # One column off would not pass.
+  assert np.mean(np.abs(late_strip[:, 1:] - strip[:, 38 + 1:38 + 7 * 128]) > 0) > 0.5
+  with pytest.raises(ValueError, match='longest recording \\(8 windows\\) less the one'):
+    data.sequence_dataset(records_dir, batch_size=1, seq_len=8, random_phase=True)

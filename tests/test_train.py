@@ -208,6 +208,23 @@ def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_pa
   assert_same_weights(weights(resumed), expected)
 
 
+def test_random_phase_feeds_other_windows_and_resumes_exactly(record_dir, tmp_path):
+  config = dict(steps=4, save_every=2, summary_every=4, image_every=4, random_phase=True)
+  straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
+  train_lib.train(straight)
+  stopped = tmp_path / 'stopped'
+  train_lib.train(quiet_trainer(tiny_config(record_dir, stopped, **dict(config,
+                                                                        steps=2))))
+  resumed = quiet_trainer(tiny_config(record_dir, stopped, **config))
+  train_lib.train(resumed)
+  assert_same_weights(weights(resumed), weights(straight))
+  aligned = quiet_trainer(tiny_config(record_dir, tmp_path / 'aligned',
+                                      **dict(config, random_phase=False)))
+  train_lib.train(aligned)
+  assert any(np.abs(a[1] - b[1]).max() > 1e-4
+             for a, b in zip(weights(aligned), weights(straight)))
+
+
 def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
   one = quiet_trainer(tiny_config(record_dir, tmp_path / 'one', steps=5, save_every=10,
                                   summary_every=4, image_every=10))
@@ -385,6 +402,12 @@ def test_resume_with_other_model_or_data_flags_is_refused(record_dir, tmp_path):
   with pytest.raises(trainers.TrainingError,
                      match='other data settings \\(batch_size, seed\\)'):
     quiet_trainer(tiny_config(record_dir, tmp_path, seed=1, batch_size=2))
+  # The same for data fields: a run from before --random_phase resumes without it.
+  del saved['data']['random_phase']
+  path.write_text(json.dumps(saved))
+  quiet_trainer(tiny_config(record_dir, tmp_path))
+  with pytest.raises(trainers.TrainingError, match='other data settings \\(random_phase\\)'):
+    quiet_trainer(tiny_config(record_dir, tmp_path, random_phase=True))
 
 
 def test_noise_strength_starts_at_g_noise_init_and_a_resumed_run_keeps_its_own(
@@ -414,6 +437,9 @@ def test_noise_strength_starts_at_g_noise_init_and_a_resumed_run_keeps_its_own(
     (['--batch_size', '0'], 'error: --batch_size must be at least 1, got 0', 2),
     (['--seq_len', '11'], 'error: --seq_len 11 is longer than the longest recording '
      'in {records} (10 windows)', 1),
+    (['--seq_len', '10', '--random_phase'], 'error: --seq_len 10 is longer than the '
+     'longest recording in {records} (10 windows, less the one more that '
+     '--random_phase reads)', 1),
     (['--loss', 'wasserstein'], "error: flag --loss=wasserstein: value should be one of "
      "<nonsaturating|hinge|wgan_gp>", 2),
     (['--profile_steps', '5'], 'error: --profile_steps must be START,STOP', 2),
