@@ -208,15 +208,22 @@ def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_pa
   assert_same_weights(weights(resumed), expected)
 
 
-def test_random_phase_feeds_other_windows_and_resumes_exactly(record_dir, tmp_path):
-  config = dict(steps=4, save_every=2, summary_every=4, image_every=4, random_phase=True)
+def straight_and_resumed(record_dir, tmp_path, config, stop_at):
+  """Trainers of a run of config['steps'] steps in one go, and of one stopped after
+  `stop_at` steps and resumed in a new trainer."""
   straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
   train_lib.train(straight)
   stopped = tmp_path / 'stopped'
   train_lib.train(quiet_trainer(tiny_config(record_dir, stopped, **dict(config,
-                                                                        steps=2))))
+                                                                        steps=stop_at))))
   resumed = quiet_trainer(tiny_config(record_dir, stopped, **config))
   train_lib.train(resumed)
+  return straight, resumed
+
+
+def test_random_phase_feeds_other_windows_and_resumes_exactly(record_dir, tmp_path):
+  config = dict(steps=4, save_every=2, summary_every=4, image_every=4, random_phase=True)
+  straight, resumed = straight_and_resumed(record_dir, tmp_path, config, stop_at=2)
   assert_same_weights(weights(resumed), weights(straight))
   aligned = quiet_trainer(tiny_config(record_dir, tmp_path / 'aligned',
                                       **dict(config, random_phase=False)))
@@ -956,13 +963,7 @@ def test_adaptive_augmentation_resumes_exactly(record_dir, tmp_path):
   as one that never stopped, chance included."""
   config = dict(steps=6, augment=True, augment_p=0.5, augment_target=0.1,
                 save_every=3, summary_every=6, image_every=6)
-  straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
-  train_lib.train(straight)
-  stopped = tmp_path / 'stopped'
-  train_lib.train(quiet_trainer(tiny_config(record_dir, stopped, **dict(config,
-                                                                        steps=3))))
-  resumed = quiet_trainer(tiny_config(record_dir, stopped, **config))
-  train_lib.train(resumed)
+  straight, resumed = straight_and_resumed(record_dir, tmp_path, config, stop_at=3)
   chance = float(straight.augment_p.numpy())
   assert chance != 0.5
   assert float(resumed.augment_p.numpy()) == chance
