@@ -34,6 +34,12 @@ def max_sequence_length(manifest: dict) -> int:
   return max((f['windows'] for f in manifest['files']), default=0)
 
 
+def sequence_span(seq_len: int, random_phase: bool = False) -> int:
+  """Consecutive stored windows one sequence reads: `random_phase` cuts it from one
+  more."""
+  return seq_len + 1 if random_phase else seq_len
+
+
 def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int | None = None,
                      repeat: bool = True, shuffle_buffer: int = 256,
                      cycle_length: int = 16, manifest: dict | None = None,
@@ -93,7 +99,7 @@ def sequence_dataset(tfrecord_dir: str, batch_size: int, seq_len: int, seed: int
                      f'{cycle_length}')
   manifest = manifest or records.read_manifest(tfrecord_dir)
   longest = max_sequence_length(manifest)
-  span = seq_len + 1 if random_phase else seq_len   # Stored windows a sequence reads.
+  span = sequence_span(seq_len, random_phase)
   if span > longest:
     raise records.ManifestError(
         f'{tfrecord_dir}: seq_len {seq_len} is longer than the longest recording '

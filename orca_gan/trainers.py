@@ -437,7 +437,7 @@ class GanTrainer:
           f'--image_size {config.image_size} does not match the records in '
           f'{config.tfrecords} ({image_size}x{image_size})')
     longest = data.max_sequence_length(self.manifest)
-    if config.seq_len + (1 if config.random_phase else 0) > longest:
+    if data.sequence_span(config.seq_len, config.random_phase) > longest:
       raise TrainingError(
           f'--seq_len {config.seq_len} is longer than the longest recording in '
           f'{config.tfrecords} ({longest} windows'

@@ -158,21 +158,27 @@ def test_learned_start_state_is_trained_and_starts_every_sequence(record_dir, tm
     assert np.abs(w.numpy() - value).max() > 1e-5, w.path
 
 
+def straight_and_resumed(record_dir, tmp_path, config, stop_at):
+  """Trainers of a run of config['steps'] steps in one go, and of one stopped after
+  `stop_at` steps and resumed in a new trainer."""
+  straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
+  train_lib.train(straight)
+  stopped = tmp_path / 'stopped'
+  train_lib.train(quiet_trainer(tiny_config(record_dir, stopped, **dict(config,
+                                                                        steps=stop_at))))
+  resumed = quiet_trainer(tiny_config(record_dir, stopped, **config))
+  train_lib.train(resumed)
+  return straight, resumed
+
+
 def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_path,
                                                               monkeypatch):
   """Weights, optimizer slots, latents and input position all come back: a resumed
   run ends bit-equal to one that never stopped."""
   config = dict(steps=5, save_every=2, summary_every=5, image_every=5)
-  straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
-  train_lib.train(straight)
-  expected = weights(straight)
-
   # A crash after the checkpoint of step 4 (nothing after it saved): a new process.
-  crashed = tmp_path / 'crashed'
-  train_lib.train(quiet_trainer(tiny_config(record_dir, crashed, **dict(config,
-                                                                        steps=4))))
-  resumed = quiet_trainer(tiny_config(record_dir, crashed, **config))
-  train_lib.train(resumed)
+  straight, resumed = straight_and_resumed(record_dir, tmp_path, config, stop_at=4)
+  expected = weights(straight)
   assert_same_weights(weights(resumed), expected)
 
   # The same, with the records folder moved in between: the run keeps the shards'
@@ -206,19 +212,6 @@ def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_pa
   resumed = quiet_trainer(tiny_config(record_dir, interrupted, **config))
   train_lib.train(resumed)
   assert_same_weights(weights(resumed), expected)
-
-
-def straight_and_resumed(record_dir, tmp_path, config, stop_at):
-  """Trainers of a run of config['steps'] steps in one go, and of one stopped after
-  `stop_at` steps and resumed in a new trainer."""
-  straight = quiet_trainer(tiny_config(record_dir, tmp_path / 'straight', **config))
-  train_lib.train(straight)
-  stopped = tmp_path / 'stopped'
-  train_lib.train(quiet_trainer(tiny_config(record_dir, stopped, **dict(config,
-                                                                        steps=stop_at))))
-  resumed = quiet_trainer(tiny_config(record_dir, stopped, **config))
-  train_lib.train(resumed)
-  return straight, resumed
 
 
 def test_random_phase_feeds_other_windows_and_resumes_exactly(record_dir, tmp_path):
