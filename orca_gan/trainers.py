@@ -55,6 +55,8 @@ _STARTS_AFRESH = {
                      'restored generator',
     'augment_p': 'adapted chance of augmentation (--augment_target was off): it starts '
                  'from --augment_p',
+    'lecam_history': 'history of discriminator scores (--lecam_weight was 0): the '
+                     'regularization starts after one step',
 }
 # Seed streams folded into (seed, step) besides the generator's latents.
 _PENALTY_STREAM = 1
@@ -67,6 +69,9 @@ _AUGMENT_GAIN = 0.1
 # can cross 0..1 in this many steps (32,000 real windows at the default batch; ADA
 # takes 500,000 images, about 2 % of its runs: ours are shorter).
 _AUGMENT_P_STEPS = 500
+# --lecam_weight: the decay of the moving averages of the discriminator's mean logits,
+# per time step (Tseng et al. 2021: per discriminator update).
+_LECAM_DECAY = 0.99
 # Sequences (of --seq_len windows) whose batch statistics the exports use: with --g_ema
 # the average generator's batch norm (`GanTrainer.generator_for_use`), with
 # --minibatch_stddev the discriminator's (`GanTrainer.discriminator_stddev`).
@@ -172,6 +177,11 @@ class TrainConfig:
       'discriminator loss gains r1_weight / 2 x the mean squared norm of its gradient at '
       'the real windows it sees; 0 = off. With --minibatch_stddev the gradients are '
       'those of the summed scores, which couple the windows of a group (as StyleGAN 2).')
+  lecam_weight: float = configs.flag(0.0,
+      'LeCam regularization (Tseng et al. 2021), for small corpora: the discriminator '
+      'loss gains lecam_weight x (mean(relu(D(x) - a_fake)^2) + mean(relu(a_real - '
+      'D(G(z)))^2)), where a_real and a_fake are moving averages (decay 0.99 a time step) '
+      'of its mean logits of the real and generated windows it sees; 0 = off.')
   g_ema: float = configs.flag(0.0,
       'Decay of an exponential moving average of the generator weights, updated every '
       'step (e.g. 0.995 as configs/cpu.flags; Karras et al. 2018); samples.png and the '
@@ -238,8 +248,8 @@ class TrainConfig:
   keep_checkpoints: int = configs.flag(3, 'Checkpoints kept.')
 
   def __post_init__(self):
-    for name in ('steps', 'r1_weight', 'g_noise_init', 'minibatch_stddev_group',
-                 'augment_target'):
+    for name in ('steps', 'r1_weight', 'lecam_weight', 'g_noise_init',
+                 'minibatch_stddev_group', 'augment_target'):
       if getattr(self, name) < 0:
         raise TrainingError(f'--{name} must be at least 0, got {getattr(self, name)}')
     positive = ('batch_size', 'seq_len', 'd_steps', 'shuffle_buffer', 'interleave_cycle',
@@ -465,7 +475,8 @@ class GanTrainer:
     self.generator_loss, self.discriminator_loss = losses.LOSSES[config.loss]
     self.metric_names = ('d_loss', 'g_loss', 'gradient_penalty', 'd_real', 'd_fake',
                          'd_real_logit', 'd_fake_logit', 'd_real_sign', 'd_grad_norm',
-                         'g_grad_norm', 'skipped_updates')
+                         'g_grad_norm', 'skipped_updates'
+                         ) + (('lecam_penalty',) if config.lecam_weight else ())
 
     policy = 'mixed_float16' if config.mixed_precision else 'float32'
     with self.strategy.scope(), _dtype_policy(policy):
@@ -493,6 +504,10 @@ class GanTrainer:
                                          name='skipped_updates')
       # The chance that --augment augments a window: adapted with --augment_target.
       self.augment_p = tf.Variable(config.augment_p, trainable=False, name='augment_p')
+      # --lecam_weight: moving averages of the mean real and generated logits, and of
+      # 1 (their weight so far, which removes the bias of starting at 0).
+      self.lecam_history = tf.Variable(tf.zeros([3]), trainable=False,
+                                       name='lecam_history')
       # On-device metric sums since the last `pop_metrics`, and the first step whose
       # losses were not finite (-1: none) with their values.
       self._sums = tf.Variable(tf.zeros([len(self.metric_names)]), trainable=False)
@@ -522,6 +537,8 @@ class GanTrainer:
       self._checkpointed['generator_ema'] = self.generator_ema
     if config.augment_target:
       self._checkpointed['augment_p'] = self.augment_p
+    if config.lecam_weight:
+      self._checkpointed['lecam_history'] = self.lecam_history
     self.checkpoint = tf.train.Checkpoint(**self._checkpointed)
     self.write_dir = (config.logdir if self.is_chief
                       else tempfile.mkdtemp(prefix='orca_gan-worker-'))
@@ -733,6 +750,13 @@ class GanTrainer:
       noise['gain'] = tf.where(kept, 0.0, noise['gain'])
     return noise
 
+  def _lecam_anchors(self) -> tf.Tensor:
+    """[a_real, a_fake, weight] of --lecam_weight: the averages of the discriminator's
+    mean logits over the steps so far, and their weight (0 before the first step)."""
+    history = self.lecam_history.value()
+    weight = history[2]
+    return tf.concat([tf.math.divide_no_nan(history[:2], weight), [weight]], 0)
+
   def _replica_slice(self, global_value, axis=0):
     """This replica's share of a global batch (along `axis`)."""
     if self.replicas == 1:
@@ -774,8 +798,13 @@ class GanTrainer:
       scaled = optimizer.scale_loss(scaled)
     return scaled
 
-  def _d_update(self, real, fake, d_real_state, d_fake_state, penalty_weights):
-    """One discriminator update; returns metrics and both advanced states."""
+  def _d_update(self, real, fake, d_real_state, d_fake_state, penalty_weights,
+                lecam_anchors):
+    """One discriminator update; returns metrics and both advanced states.
+
+    `lecam_anchors`: [a_real, a_fake, weight] of --lecam_weight, the regularization
+    off while the weight is 0 (no history yet).
+    """
     with tf.GradientTape() as tape:
       real_logits, _, new_real_state = self.discriminator(real, d_real_state,
                                                           training=True)
@@ -794,6 +823,11 @@ class GanTrainer:
       if self.config.r1_weight:
         penalty = losses.r1_penalty(in_real_context, real)
         loss += self.config.r1_weight / 2 * penalty
+      if self.config.lecam_weight:
+        anchor_real, anchor_fake, weight = tf.unstack(lecam_anchors)
+        lecam = tf.where(weight > 0.0, losses.lecam_penalty(
+            real_logits, fake_logits, anchor_real, anchor_fake), 0.0)
+        loss += self.config.lecam_weight * lecam
       scaled = self._scaled(loss, self.d_optimizer)
     variables = self.discriminator.trainable_variables
     norm, applied = self._apply(self.d_optimizer,
@@ -807,6 +841,8 @@ class GanTrainer:
         # ADA's overfitting heuristic r_t: 1 when every real window scores as real.
         'd_real_sign': tf.reduce_mean(tf.sign(real_logits)),
     }
+    if self.config.lecam_weight:
+      metrics['lecam_penalty'] = lecam
     return metrics, norm, applied, new_real_state, new_fake_state
 
   def _fake_without_statistics(self, z, g_state):
@@ -818,7 +854,7 @@ class GanTrainer:
         z, g_state, training=True)
     return images
 
-  def _replica_step_fn(self, stored_batches, noise):
+  def _replica_step_fn(self, stored_batches, noise, lecam_anchors):
     """One training step on this replica; returns metrics summed over time steps.
 
     Args:
@@ -826,6 +862,7 @@ class GanTrainer:
         [batch_size, seq_len, H, W]. The last one is the real stream the generator is
         trained against; the others give each extra discriminator update fresh data.
       noise: `_noise()` of this step, for the global batch.
+      lecam_anchors: `_lecam_anchors()` of this step.
     """
     config = self.config
     reals = [self._replica_slice(data.to_model_input(b)) for b in stored_batches]
@@ -870,7 +907,7 @@ class GanTrainer:
         d_metrics, d_norm, d_applied, d_real_states[j], new_fake_state = (
             self._d_update(seen(reals[j][:, t], t, j, 0),
                            seen(tf.stop_gradient(d_fake), t, j, 1), d_real_states[j],
-                           d_fake_state, penalty_weights[t, j]))
+                           d_fake_state, penalty_weights[t, j], lecam_anchors))
         sums['skipped_updates'] += 1.0 - tf.cast(d_applied, tf.float32)
       with g_tape:
         fake_logits, _, _ = self.discriminator(seen(fake, t, config.d_steps, 1),
@@ -911,7 +948,8 @@ class GanTrainer:
     seq_len = float(self.config.seq_len)
     for _ in tf.range(num_steps):
       stored = tuple(next(self.iterator) for _ in range(self.config.d_steps))
-      sums = self.strategy.run(self._replica_step, args=(stored, self._noise()))
+      sums = self.strategy.run(self._replica_step,
+                               args=(stored, self._noise(), self._lecam_anchors()))
       sums = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
               for k, v in sums.items()}
       skipped = sums['skipped_updates']
@@ -931,6 +969,12 @@ class GanTrainer:
         r_t = sums['d_real_sign'] / seq_len
         p = self.augment_p + tf.sign(r_t - self.config.augment_target) / _AUGMENT_P_STEPS
         self.augment_p.assign(tf.clip_by_value(p, 0.0, self.config.augment_p_max))
+      if self.config.lecam_weight:
+        # The step's mean logits, in averages that forget 1 - 0.99 an update.
+        decay = _LECAM_DECAY ** self.config.seq_len
+        means = tf.stack([sums['d_real_logit'] / seq_len,
+                          sums['d_fake_logit'] / seq_len, 1.0])
+        self.lecam_history.assign(decay * self.lecam_history + (1.0 - decay) * means)
       if self.generator_ema is not None:
         # Every weight, batch-norm statistics included, so that the average generator
         # normalises with statistics of its own time.

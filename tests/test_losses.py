@@ -155,6 +155,18 @@ def test_r1_penalty_is_the_mean_squared_gradient_norm_at_real_data():
   np.testing.assert_allclose(tape.gradient(penalty, direction).numpy(), 1.0, rtol=1e-6)
 
 
+def test_lecam_penalty_pulls_only_scores_past_the_other_sides_average():
+  # relu([2, -1] - (-0.5))^2 = [6.25, 0]; relu(1.5 - [3, 0.5])^2 = [0, 1].
+  real, fake = tf.constant([2.0, -1.0]), tf.constant([3.0, 0.5])
+  penalty = losses.lecam_penalty(real, fake, real_anchor=1.5, fake_anchor=-0.5)
+  np.testing.assert_allclose(penalty.numpy(), 6.25 / 2 + 1.0 / 2, rtol=1e-6)
+  # Scores on their own side of the other's average cost nothing.
+  assert float(losses.lecam_penalty(real - 10.0, fake + 10.0, 1.5, -0.5)) == 0.0
+  half = losses.lecam_penalty(tf.cast(real, tf.float16), tf.cast(fake, tf.float16),
+                              1.5, -0.5)
+  assert half.dtype == tf.float32
+
+
 def test_gradient_penalty_is_differentiable_wrt_critic_weights():
   direction = tf.Variable(tf.fill([4, 4, 1], 0.5))  # ||direction|| = 2
   with tf.GradientTape() as tape:

@@ -243,17 +243,19 @@ def test_steps_per_loop_computes_the_same_steps(record_dir, tmp_path):
 def test_xla_compiled_step_matches_the_uncompiled_one(record_dir, tmp_path):
   """With the generator's noise inputs, whose hash XLA must compute exactly, its
   learned start state, chosen at the first step of the loop, and the discriminator's
-  grouped batch statistic under R1."""
+  grouped batch statistic under R1, with LeCam's averages of its scores."""
   results = {}
   for jit in ('false', 'true'):
     trainer = quiet_trainer(tiny_config(record_dir, tmp_path / jit, steps=3,
                                         jit_compile=jit, summary_every=3, g_noise=True,
                                         g_start_state='latent', minibatch_stddev=True,
                                         minibatch_stddev_group=2, r1_weight=1.0,
-                                        save_every=10, image_every=10))
+                                        lecam_weight=0.5, save_every=10,
+                                        image_every=10))
     assert trainer.jit == (jit == 'true')
     results[jit] = (train_lib.train(trainer), weights(trainer))
-  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm'):
+  for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm',
+               'lecam_penalty'):
     assert results['true'][0][name] == pytest.approx(results['false'][0][name],
                                                      rel=1e-4), name
   assert_same_weights(results['true'][1], results['false'][1], atol=1e-5)
@@ -534,13 +536,13 @@ def test_mirrored_strategy_matches_one_device(record_dir, tmp_path):
                          summary_every=3, g_ema=0.5, g_noise=True, g_noise_init=0.06,
                          g_start_state='latent', minibatch_stddev=True,
                          minibatch_stddev_group=2, r1_weight=1.0, augment=True,
-                         augment_p=0.5, augment_target=0.1)
+                         augment_p=0.5, augment_target=0.1, lecam_weight=0.5)
     results[strategy] = _train_child(config, tmp_path / f'{strategy}.npy')
   (one, one_weights), (two, two_weights) = results['default'], results['mirrored']
   assert one['replicas'] == 1 and two['replicas'] == 2 and not two['diverged']
   assert one['metrics']['augment_p'] != 0.5
   for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_real_logit', 'd_fake_logit',
-               'd_real_sign', 'augment_p'):
+               'd_real_sign', 'augment_p', 'lecam_penalty'):
     # Same data, latents and synchronized batch norm: only summation order differs.
     assert two['metrics'][name] == pytest.approx(one['metrics'][name], rel=1e-4,
                                                  abs=1e-6), name
@@ -949,6 +951,57 @@ def test_augment_target_steers_the_chance_by_the_real_windows_scores(record_dir,
                 dict(augment_target=0.6, augment_p_max=1.5)):
     with pytest.raises(trainers.TrainingError, match='--augment_p_max'):
       tiny_config(record_dir, tmp_path / 'bad', augment=True, augment_p=0.5, **flags)
+
+
+def test_lecam_adds_its_weight_times_the_penalty_against_the_scores_history(
+    record_dir, tmp_path):
+  """--lecam_weight: no history at the first step, so no penalty; the averages are
+  then the first step's mean logits; at the second step, with the same weights and
+  windows, the discriminator loss differs from a run without by weight x penalty."""
+  config = dict(steps=1, seq_len=1, save_every=10, summary_every=1, image_every=10)
+  runs = {weight: quiet_trainer(tiny_config(record_dir, tmp_path / str(weight),
+                                            lecam_weight=weight, **config))
+          for weight in (0.0, 0.5)}
+  with_lecam, without = runs[0.5], runs[0.0]
+  first = {}
+  for weight, trainer in runs.items():
+    trainer.run(1)
+    first[weight] = trainer.pop_metrics()
+  assert first[0.5]['lecam_penalty'] == 0.0 and 'lecam_penalty' not in first[0.0]
+  assert first[0.5]['d_loss'] == first[0.0]['d_loss']
+  assert_same_weights(weights(with_lecam), weights(without))
+  np.testing.assert_allclose(
+      with_lecam._lecam_anchors().numpy(),
+      [first[0.5]['d_real_logit'], first[0.5]['d_fake_logit'], 1 - 0.99], rtol=1e-5)
+  second = {}
+  for weight, trainer in runs.items():
+    trainer.run(1)
+    second[weight] = trainer.pop_metrics()
+  assert second[0.5]['lecam_penalty'] > 1e-3
+  assert second[0.5]['d_loss'] - second[0.0]['d_loss'] == pytest.approx(
+      0.5 * second[0.5]['lecam_penalty'], rel=1e-4)
+  with pytest.raises(trainers.TrainingError, match='--lecam_weight must be at least 0'):
+    tiny_config(record_dir, tmp_path / 'bad', lecam_weight=-0.1)
+
+
+def test_lecam_history_resumes_exactly(record_dir, tmp_path):
+  """The averages are in the checkpoint: a run stopped at step 3 and resumed ends as
+  one that never stopped. A run begun without the flag resumes with it, the history
+  starting afresh."""
+  config = dict(steps=6, lecam_weight=0.5, save_every=3, summary_every=6, image_every=6)
+  straight, resumed = straight_and_resumed(record_dir, tmp_path, config, stop_at=3)
+  np.testing.assert_array_equal(resumed.lecam_history.numpy(),
+                                straight.lecam_history.numpy())
+  assert_same_weights(weights(resumed), weights(straight))
+
+  without = tmp_path / 'without'
+  train_lib.train(quiet_trainer(tiny_config(record_dir, without, **dict(
+      config, steps=3, lecam_weight=0.0))))
+  lines = []
+  added = trainers.GanTrainer(tiny_config(record_dir, without, **config), log=lines.append)
+  added.restore()
+  assert added.current_step == 3 and not added.lecam_history.numpy().any()
+  assert any('holds no history of discriminator scores' in line for line in lines), lines
 
 
 def test_adaptive_augmentation_resumes_exactly(record_dir, tmp_path):
