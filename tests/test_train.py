@@ -171,6 +171,17 @@ def straight_and_resumed(record_dir, tmp_path, config, stop_at):
   return straight, resumed
 
 
+def resumed_after_three_steps_with(record_dir, logdir, config, **other_flags):
+  """A trainer of `config` restored from a run of three steps made with `other_flags`
+  in place of some of it, and the lines it logged."""
+  train_lib.train(quiet_trainer(tiny_config(record_dir, logdir, **dict(
+      config, steps=3, **other_flags))))
+  lines: list = []
+  trainer = trainers.GanTrainer(tiny_config(record_dir, logdir, **config), log=lines.append)
+  trainer.restore()
+  return trainer, lines
+
+
 def test_resume_is_exact_after_a_crash_and_after_an_interrupt(record_dir, tmp_path,
                                                               monkeypatch):
   """Weights, optimizer slots, latents and input position all come back: a resumed
@@ -994,12 +1005,8 @@ def test_lecam_history_resumes_exactly(record_dir, tmp_path):
                                 straight.lecam_history.numpy())
   assert_same_weights(weights(resumed), weights(straight))
 
-  without = tmp_path / 'without'
-  train_lib.train(quiet_trainer(tiny_config(record_dir, without, **dict(
-      config, steps=3, lecam_weight=0.0))))
-  lines = []
-  added = trainers.GanTrainer(tiny_config(record_dir, without, **config), log=lines.append)
-  added.restore()
+  added, lines = resumed_after_three_steps_with(record_dir, tmp_path / 'without', config,
+                                                lecam_weight=0.0)
   assert added.current_step == 3 and not added.lecam_history.numpy().any()
   assert any('holds no history of discriminator scores' in line for line in lines), lines
 
@@ -1016,12 +1023,8 @@ def test_adaptive_augmentation_resumes_exactly(record_dir, tmp_path):
   assert_same_weights(weights(resumed), weights(straight))
 
   # A run begun with a fixed chance resumes with an adapted one, from --augment_p.
-  fixed = tmp_path / 'fixed'
-  train_lib.train(quiet_trainer(tiny_config(record_dir, fixed, **dict(
-      config, steps=3, augment_target=0.0))))
-  lines = []
-  adapted = trainers.GanTrainer(tiny_config(record_dir, fixed, **config), log=lines.append)
-  adapted.restore()
+  adapted, lines = resumed_after_three_steps_with(record_dir, tmp_path / 'fixed', config,
+                                                  augment_target=0.0)
   assert adapted.current_step == 3 and float(adapted.augment_p.numpy()) == 0.5
   assert any('holds no adapted chance' in line for line in lines), lines
 
