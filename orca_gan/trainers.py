@@ -802,8 +802,8 @@ class GanTrainer:
                 lecam_anchors):
     """One discriminator update; returns metrics and both advanced states.
 
-    `lecam_anchors`: [a_real, a_fake, weight] of --lecam_weight, the regularization
-    off while the weight is 0 (no history yet).
+    `lecam_anchors`: [a_real, a_fake, weight] of --lecam_weight (None when it is 0),
+    the regularization off while the weight is 0 (no history yet).
     """
     with tf.GradientTape() as tape:
       real_logits, _, new_real_state = self.discriminator(real, d_real_state,
@@ -854,7 +854,7 @@ class GanTrainer:
         z, g_state, training=True)
     return images
 
-  def _replica_step_fn(self, stored_batches, noise, lecam_anchors):
+  def _replica_step_fn(self, stored_batches, noise):
     """One training step on this replica; returns metrics summed over time steps.
 
     Args:
@@ -862,13 +862,14 @@ class GanTrainer:
         [batch_size, seq_len, H, W]. The last one is the real stream the generator is
         trained against; the others give each extra discriminator update fresh data.
       noise: `_noise()` of this step, for the global batch.
-      lecam_anchors: `_lecam_anchors()` of this step.
     """
     config = self.config
     reals = [self._replica_slice(data.to_model_input(b)) for b in stored_batches]
     z, *extra_z = [self._replica_slice(z) for z in noise['z']]
     penalty_weights = self._replica_slice(noise['penalty_weights'], axis=2)
     b = tf.shape(reals[0])[0]
+    # The averages move only between steps (`_run_fn`).
+    lecam_anchors = self._lecam_anchors() if config.lecam_weight else None
     if config.augment:
       shifts, gains = (self._replica_slice(noise[k], axis=3) for k in ('shift', 'gain'))
 
@@ -948,8 +949,7 @@ class GanTrainer:
     seq_len = float(self.config.seq_len)
     for _ in tf.range(num_steps):
       stored = tuple(next(self.iterator) for _ in range(self.config.d_steps))
-      sums = self.strategy.run(self._replica_step,
-                               args=(stored, self._noise(), self._lecam_anchors()))
+      sums = self.strategy.run(self._replica_step, args=(stored, self._noise()))
       sums = {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
               for k, v in sums.items()}
       skipped = sums['skipped_updates']

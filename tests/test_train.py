@@ -119,19 +119,13 @@ def test_generator_learns_where_the_energy_is(record_dir, tmp_path):
   assert trained > 0.8 and trained > untrained + 0.4, (untrained, trained)
 
 
-def replica_step(trainer):
-  """The trainer's step on one replica, of its stored batches and draws."""
-  return tf.function(lambda stored, noise: trainer._replica_step_fn(
-      stored, noise, trainer._lecam_anchors()))
-
-
 def test_states_reset_at_every_batch(record_dir, tmp_path):
   trainer = quiet_trainer(tiny_config(record_dir, tmp_path))
   trainer.g_optimizer.learning_rate.assign(0.0)
   trainer.d_optimizer.learning_rate.assign(0.0)
   stored = (next(trainer.iterator),)
   noise = trainer._noise()
-  step = replica_step(trainer)
+  step = tf.function(trainer._replica_step_fn)
   first = step(stored, noise)
   second = step(stored, noise)   # Nothing carried over from the first call.
   for name in ('d_loss', 'g_loss', 'd_real', 'd_fake'):
@@ -145,7 +139,7 @@ def test_learned_start_state_is_trained_and_starts_every_sequence(record_dir, tm
   before = [w.numpy() for w in start.weights]
   stored = (next(trainer.iterator),)
   noise = trainer._noise()
-  step = replica_step(trainer)
+  step = tf.function(trainer._replica_step_fn)
   trainer.g_optimizer.learning_rate.assign(0.0)
   trainer.d_optimizer.learning_rate.assign(0.0)
   first = step(stored, noise)
