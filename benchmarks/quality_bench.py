@@ -57,6 +57,12 @@ def measure(export: str, records: str, out: str, seed: int, eval_sequences: int,
     return {'probe': probe, 'evaluate': json.load(f)}
 
 
+def ratio_interval(evaluate: dict, name: str) -> list:
+  """bin/evaluate's 90 % interval of generated / real for a spread (nan without)."""
+  entry = evaluate['centroids'].get('intervals', {}).get(name, {})
+  return entry.get('ratio') or [float('nan')] * 2
+
+
 def print_table(recipes: dict, seed: int, records: str, eval_sequences: int) -> None:
   print(f'\nquality_bench: seed {seed}; records {records}')
   for recipe, r in recipes.items():
@@ -76,7 +82,7 @@ def print_table(recipes: dict, seed: int, records: str, eval_sequences: int) -> 
   print(f'  {"":22}{"FD same-size":>13}{"(floor)":>8}{"KID":>8}{"(floor)":>8}'
         f'{"unrelated corr":>15}{"(real)":>7}{"coarse":>7}{"(real)":>7}'
         f'{"spread s":>9}{"(real)":>7}'
-        f'{"spread kHz":>11}{"(real)":>7}{"median kHz":>11}{"(real)":>7}'
+        f'{"spread kHz":>11}{"(real)":>7}{"gen/real 90 %":>14}{"median kHz":>11}{"(real)":>7}'
         f'{"speckle":>8}{"(real)":>7}{"its corr":>9}{"(real)":>7}')
   for r in recipes.values():
     for name, m in r['results'].items():
@@ -91,6 +97,7 @@ def print_table(recipes: dict, seed: int, records: str, eval_sequences: int) -> 
             f'{coherence["generated_unrelated_coarse"]:7.2f}'
             f'{coherence["real_unrelated_coarse"]:7.2f}{gen["std_s"]:9.2f}{real["std_s"]:7.2f}'
             f'{gen["std_khz"]:11.2f}{real["std_khz"]:7.2f}'
+            f'{"{:.2f}-{:.2f}".format(*ratio_interval(e, "std_khz")):>14}'
             f'{gen["quartiles_khz"][1]:11.2f}{real["quartiles_khz"][1]:7.2f}'
             f'{e["speckle"]["generated"]:8.3f}{e["speckle"]["real"]:7.3f}'
             f'{coherence["generated_unrelated_speckle"]:9.2f}'

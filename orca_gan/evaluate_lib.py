@@ -39,6 +39,17 @@ generator, reads every window of a make_tfrecords folder, and writes to `output_
     meant to be the training set), generated -> generated and real -> real (at most
     `MAX_NEAREST_QUERIES` real queries), and the fractions below the real 1st
     percentile.
+  - `intervals` (in `centroids` and `temporal_coherence`, unless `--num_resamples`
+    is 0): 90 % cluster-bootstrap intervals (`metrics.cluster_bootstrap`) of the
+    spreads, the share of windows without sound and the mean correlation of
+    unrelated windows, for the generated and the real windows and for how they
+    compare (generated / real for a spread, generated - real for a share or a
+    correlation). Generated windows are resampled by sequence, real ones by
+    stretches of `BOOTSTRAP_BLOCK_WINDOWS` consecutive windows of a recording. They
+    say how far a number would move on another sample of the same recordings, and so
+    how big a difference the real set can tell apart: a spread that rests on a few
+    windows without sound gets a wide interval. How much other tapes differ they
+    cannot say.
   - counts of the windows used, the flags, and the model's metadata.
 * `report.png`: centroid scatter, distance and correlation histograms, mean spectral
   profiles, and a few generated and real sequences.
@@ -100,6 +111,10 @@ class EvaluateConfig:
       'Fraction of the loudest pixels of a window that give its energy centroid.')
   num_permutations: int = configs.flag(1000,
       'Permutations for the p-value of the centroid test.')
+  num_resamples: int = configs.flag(1000,
+      'Bootstrap resamples for the 90 % intervals of the spreads, the share of windows '
+      'without sound and the correlation of unrelated windows (generated windows drawn '
+      'by sequence, real ones by 24-s stretch of a recording); 0 leaves them out.')
   quiet_db: float = configs.flag(metrics.QUIET_DB,
       'A window whose loudest 1 % of pixels stand less than this many dB above its '
       'median holds no sound (its centroid is the image centre): counted apart. 8 fits '
@@ -108,6 +123,9 @@ class EvaluateConfig:
 
   def __post_init__(self):
     configs.check(self, EvaluationError)
+    if self.num_resamples < 0:
+      raise EvaluationError(f'--num_resamples must be at least 0, got '
+                            f'{self.num_resamples}')
     for name in ('seq_len', 'num_permutations'):
       if getattr(self, name) < 1:
         raise EvaluationError(f'--{name} must be at least 1, got {getattr(self, name)}')
@@ -364,6 +382,67 @@ def feature_distances(gen_features: np.ndarray, real_features: np.ndarray,
   return frechet, kernel
 
 
+# Real windows are resampled for the bootstrap intervals in stretches of this many
+# consecutive windows of a recording (24 s of 3-s windows): a call series or a boat
+# passing spans several windows, which are then drawn together.
+BOOTSTRAP_BLOCK_WINDOWS = 8
+# Statistics of the energy centroids that get intervals: the names of
+# `metrics.centroid_statistics`. A spread is compared as generated / real, a share as
+# generated - real.
+SPREAD_STATISTICS = ('std_s', 'std_khz', 'quiet_share', 'std_khz_sounding')
+_SHARES = ('quiet_share', 'unrelated')
+_CONFIDENCE = 0.9
+
+
+def _real_clusters(real: RealStatistics, positions: np.ndarray) -> np.ndarray:
+  """Bootstrap cluster of the real windows at `positions`: (recording, stretch)."""
+  return (real.file_ids[positions].astype(np.int64) * (1 << 32) +
+          real.window_indices[positions] // BOOTSTRAP_BLOCK_WINDOWS)
+
+
+def _spread_statistics(points: np.ndarray, quiet_db: float) -> np.ndarray:
+  """SPREAD_STATISTICS of (seconds, kHz, contrast dB) rows, as centroid_statistics."""
+  quiet = points[:, 2] < quiet_db
+  sounding = points[~quiet, 1]
+  return np.array([points[:, 0].std(), points[:, 1].std(), quiet.mean(),
+                   sounding.std() if len(sounding) else np.nan])
+
+
+def _intervals(statistics, names, generated: tuple, real: tuple,
+               config: 'EvaluateConfig') -> dict:
+  """90 % cluster-bootstrap intervals of `statistics` of generated and real items.
+
+  Args:
+    statistics: Function of an [n, ...] array of items to len(names) numbers.
+    names: The statistics' names.
+    generated, real: (items [N, ...], cluster of every item [N]).
+    config: Gives num_resamples and seed.
+
+  Returns:
+    {'confidence', 'resamples', 'real_clusters', name: {'generated': [lo, hi], 'real':
+    [lo, hi], 'ratio' (generated / real) or, for a share, 'difference' (generated -
+    real): [lo, hi]}}, the two sides resampled independently.
+  """
+  resamples = {}
+  for side, (items, clusters), stream in (('generated', generated, 6),
+                                          ('real', real, 7)):
+    resamples[side] = metrics.cluster_bootstrap(
+        lambda index, items=items: statistics(items[index]), clusters, config.num_resamples,
+        [config.seed, stream])
+  with np.errstate(divide='ignore', invalid='ignore'):
+    compared = {'ratio': resamples['generated'] / resamples['real'],
+                'difference': resamples['generated'] - resamples['real']}
+  result: dict = {'confidence': _CONFIDENCE, 'resamples': config.num_resamples,
+                  'real_clusters': f'{BOOTSTRAP_BLOCK_WINDOWS} consecutive windows of a '
+                                   'recording'}
+  columns = {side: metrics.bootstrap_interval(r, _CONFIDENCE)
+             for side, r in {**resamples, **compared}.items()}
+  for k, name in enumerate(names):
+    kind = 'difference' if name in _SHARES else 'ratio'
+    result[name] = {side: columns[side][k] for side in ('generated', 'real', kind)}
+  return result
+
+
 def _subsample(x: np.ndarray, limit: int, rng) -> np.ndarray:
   if len(x) <= limit:
     return x
@@ -396,18 +475,26 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
                                       config.seed, real.window_indices)
 
   gen_centroids = metrics.energy_centroids(gen_windows, transform, config.top_fraction)
+  # Bootstrap clusters: generated windows by sequence, real ones by stretch of a tape.
+  gen_clusters = np.repeat(np.arange(generated.shape[0]), seq_len)
+  real_clusters = _real_clusters(real, np.arange(len(real.features)))
   # (seconds, kHz, contrast in dB) per window, subsampled together.
-  gen_points = _subsample(np.column_stack(
-      [gen_centroids, metrics.window_contrast_db(gen_windows, transform)]),
-      MAX_CENTROID_POINTS, rng)
-  real_points = _subsample(np.column_stack([real.centroids, real.contrast_db]),
-                           MAX_CENTROID_POINTS, rng)
+  gen_index = _subsample(np.arange(len(gen_windows)), MAX_CENTROID_POINTS, rng)
+  gen_points = np.column_stack(
+      [gen_centroids, metrics.window_contrast_db(gen_windows, transform)])[gen_index]
+  real_index = _subsample(np.arange(len(real.centroids)), MAX_CENTROID_POINTS, rng)
+  real_points = np.column_stack([real.centroids, real.contrast_db])[real_index]
   centroids = metrics.centroid_statistics(
       gen_points[:, :2], real_points[:, :2], transform, config.num_permutations,
       config.seed, generated_contrast_db=gen_points[:, 2],
       real_contrast_db=real_points[:, 2], quiet_db=config.quiet_db)
   centroids['quiet_db'] = config.quiet_db
   centroids['top_fraction'] = config.top_fraction
+  if config.num_resamples:
+    centroids['intervals'] = _intervals(
+        lambda points: _spread_statistics(points, config.quiet_db),
+        SPREAD_STATISTICS, (gen_points, gen_clusters[gen_index]),
+        (real_points, real_clusters[real_index]), config)
 
   gen_consecutive = (metrics.consecutive_correlations(generated) if seq_len > 1
                      else np.zeros([0]))
@@ -439,6 +526,11 @@ def compute_metrics(generated: np.ndarray, real: RealStatistics, transform,
                 'generated_unrelated': len(gen_unrelated),
                 'real_unrelated': len(real_unrelated)},
   }
+  if config.num_resamples:
+    coherence['intervals'] = _intervals(
+        lambda pairs: np.array([pairs.mean()]), ('unrelated',),
+        (gen_unrelated, gen_clusters),
+        (real_unrelated, _real_clusters(real, real.kept_positions[first])), config)
 
   real_queries = _subsample(np.arange(len(real_features)), MAX_NEAREST_QUERIES, rng)
   gen_to_real = metrics.nearest_neighbour_distances(gen_features, real_features)
@@ -495,6 +587,20 @@ def summary_line(result: dict, output_dir: str) -> str:
   def pct(x):
     return 'n/a' if x is None else f'{100 * x:.0f}%'
 
+  def interval(intervals, name, fmt='.2f', scale=1, unit=''):
+    """How gen and real compare, within the 90 % interval: ' (gen / real 1.0-2.0)'."""
+    if intervals is None:
+      return ''
+    entry = intervals[name]
+    kind = 'ratio' if 'ratio' in entry else 'difference'
+    bounds = entry[kind]
+    shown = ('n/a' if bounds is None else
+             ' to '.join(format(scale * b, fmt) for b in bounds) + unit)
+    return (f" (gen {'/' if kind == 'ratio' else '-'} real "
+            f"{100 * intervals['confidence']:.0f} % interval {shown})")
+
+  spreads, unrelated = c.get('intervals'), coh.get('intervals')
+
   return (
       f"evaluate: FD {num(fd['generated_vs_real'])} (same-size "
       f"{num(fd['generated_vs_real_same_size'])}, real-vs-real floor "
@@ -504,15 +610,18 @@ def summary_line(result: dict, output_dir: str) -> str:
       f"{num(c['energy_distance'])} (p={num(c['p_value'])}; centroid std gen "
       f"{num(c['generated']['std_s'], '.2f')} s / "
       f"{num(c['generated']['std_khz'], '.2f')} kHz vs real "
-      f"{num(c['real']['std_s'], '.2f')} s / {num(c['real']['std_khz'], '.2f')} kHz; "
+      f"{num(c['real']['std_s'], '.2f')} s{interval(spreads, 'std_s')} / "
+      f"{num(c['real']['std_khz'], '.2f')} kHz{interval(spreads, 'std_khz')}; "
       f"windows with no sound gen {pct(c['generated']['quiet_share'])} vs real "
-      f"{pct(c['real']['quiet_share'])}, without them "
+      f"{pct(c['real']['quiet_share'])}"
+      f"{interval(spreads, 'quiet_share', '+.0f', 100, ' points')}, without them "
       f"{num(c['generated']['std_khz_sounding'], '.2f')} vs "
       f"{num(c['real']['std_khz_sounding'], '.2f')} kHz), "
       f"coherence gen {num(coh['generated'], '.2f')} vs real "
       f"{num(coh['real'], '.2f')} (unrelated gen "
       f"{num(coh['generated_unrelated'], '.2f')}, real "
-      f"{num(coh['real_unrelated'], '.2f')}; averaged to {metrics.COARSE_SIZE}x"
+      f"{num(coh['real_unrelated'], '.2f')}{interval(unrelated, 'unrelated', '+.2f')}"
+      f"; averaged to {metrics.COARSE_SIZE}x"
       f"{metrics.COARSE_SIZE} gen "
       f"{num(coh['generated_unrelated_coarse'], '.2f')}, real "
       f"{num(coh['real_unrelated_coarse'], '.2f')}; their speckle gen "

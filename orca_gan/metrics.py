@@ -61,6 +61,11 @@ The measures
   in feature space; copies of training windows show up as near-zero distances (the
   memorisation check of WaveGAN/SpecGAN, Donahue et al. 2019), collapse as near-zero
   generated-to-generated distances.
+* `cluster_bootstrap` + `bootstrap_interval`: how far a statistic would move on another
+  sample of the same kind, by resampling whole clusters of correlated windows (a
+  generated sequence; a stretch of a recording) with replacement (the cluster
+  bootstrap; Efron & Tibshirani 1993, ch. 8). A spread or a share that rests on a few
+  windows of a small set (the real windows without sound, say) gets a wide interval.
 """
 
 import math
@@ -628,3 +633,45 @@ def nearest_neighbour_summary(generated_to_train, generated_to_generated,
     result[f'fraction_{name}_below_p01'] = (float(np.mean(d <= threshold))
                                             if len(d) else float('nan'))
   return result
+
+
+def cluster_bootstrap(statistics, clusters, num_resamples: int, seed) -> np.ndarray:
+  """Statistics of resamples that draw whole clusters with replacement.
+
+  Each resample draws as many clusters as there are, uniformly with replacement, and
+  joins their members; windows of one cluster (one generated sequence, one stretch of
+  a recording) are drawn together, so that the resamples vary as much as samples of
+  correlated windows do.
+
+  Args:
+    statistics: Function of an index array (into the N items; an item may repeat) to
+      a 1-D array of K numbers.
+    clusters: [N] cluster of every item (any hashable numbers).
+    num_resamples: How many resamples.
+    seed: Seed (anything `np.random.default_rng` takes) of the draws.
+
+  Returns:
+    float64 [num_resamples, K].
+  """
+  inverse = np.unique(np.asarray(clusters), return_inverse=True)[1].reshape(-1)
+  order = np.argsort(inverse, kind='stable')
+  members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+  rng = np.random.default_rng(seed)
+  resamples = []
+  for _ in range(num_resamples):
+    drawn = rng.integers(len(members), size=len(members))
+    resamples.append(np.asarray(statistics(np.concatenate([members[i] for i in drawn])),
+                                np.float64))
+  return np.stack(resamples)
+
+
+def bootstrap_interval(resamples, confidence: float = 0.9) -> list:
+  """The percentile interval of `resamples` [R, K]: [[low, high]] * K (None if undefined)."""
+  tail = 50.0 * (1.0 - confidence)
+  resamples = np.asarray(resamples, np.float64)
+  intervals = []
+  for column in resamples.T:
+    column = column[np.isfinite(column)]
+    intervals.append([float(v) for v in np.percentile(column, [tail, 100.0 - tail])]
+                     if len(column) else None)
+  return intervals

@@ -1,5 +1,6 @@
 """bin/evaluate and evaluate_lib: a tiny exported generator against tiny records."""
 
+import dataclasses
 import io
 import json
 import math
@@ -194,6 +195,8 @@ BAD_INPUTS = {
     'num_sequences': (['--num_sequences', '1'],
                       'error: --num_sequences must be at least 2, got 1'),
     'quiet_db': (['--quiet_db', '0'], 'error: --quiet_db must be positive, got 0.0'),
+    'num_resamples': (['--num_resamples', '-1'],
+                      'error: --num_resamples must be at least 0, got -1'),
 }
 
 
@@ -384,6 +387,54 @@ def test_compute_metrics_sees_a_texture_painted_into_every_generated_window():
     drawn[label] = x[y > 0]
   assert drawn['generated'].min() > 0.4 and drawn['real'].max() < 0.3
   assert figure.get_suptitle().startswith('painted\nFD ')
+
+
+def test_intervals_draw_real_windows_by_stretch_of_a_recording():
+  """Ten of 200 real windows hold no sound. Met in one stretch of the tape, another
+  tape might hold none or twice as many, and the interval of their share is wide;
+  spread over the tape, it is narrow. The generated windows' intervals stay."""
+  rng = np.random.default_rng(8)
+  images = synthetic_windows(rng, 200)
+  generated = synthetic_windows(rng, 256).reshape(64, 4, 32, 32)
+  config = evaluate_lib.EvaluateConfig(model='m', tfrecords='r', output_dir='o',
+                                       num_permutations=20, num_resamples=300)
+  width, generated_interval = {}, {}
+  for case, quiet in (('together', np.arange(40, 50)), ('apart', np.arange(5, 200, 20))):
+    contrast = np.full(200, 2.0 * metrics.QUIET_DB)
+    contrast[quiet] = 0.5 * metrics.QUIET_DB
+    real = evaluate_lib.RealStatistics(
+        features=metrics.window_features(images),
+        centroids=metrics.energy_centroids(images, TRANSFORM), contrast_db=contrast,
+        file_ids=np.full(200, 3), window_indices=np.arange(200),
+        consecutive=np.zeros([0]), kept_positions=np.arange(128),
+        kept_images=images[:128])
+    result, _ = evaluate_lib.compute_metrics(generated, real, TRANSFORM, config)
+    centroids, intervals = result['centroids'], result['centroids']['intervals']
+    assert centroids['real']['quiet_share'] == 0.05
+    for name in evaluate_lib.SPREAD_STATISTICS:
+      for side in ('generated', 'real'):
+        low, high = intervals[name][side]
+        assert low <= centroids[side][name] <= high, (case, name, side)
+      kind = 'difference' if name == 'quiet_share' else 'ratio'
+      low, high = intervals[name][kind]
+      gen, real_value = centroids['generated'][name], centroids['real'][name]
+      assert low <= (gen - real_value if kind == 'difference' else gen / real_value) <= high
+    width[case] = np.diff(intervals['quiet_share']['real'])[0]
+    generated_interval[case] = intervals['quiet_share']['generated']
+    line = evaluate_lib.summary_line(evaluate_lib._jsonable(result), 'out')
+    low, high = (100 * b for b in intervals['quiet_share']['difference'])
+    assert f'(gen - real 90 % interval {low:+.0f} to {high:+.0f} points)' in line, line
+  assert width['together'] > 2 * width['apart'], width
+  assert generated_interval['together'] == generated_interval['apart']
+
+  coherence = result['temporal_coherence']
+  low, high = coherence['intervals']['unrelated']['difference']
+  assert low <= coherence['generated_unrelated'] - coherence['real_unrelated'] <= high
+  without = evaluate_lib.compute_metrics(generated, real, TRANSFORM, dataclasses.replace(
+      config, num_resamples=0))[0]
+  assert 'intervals' not in without['centroids']
+  assert 'intervals' not in without['temporal_coherence']
+  assert 'interval' not in evaluate_lib.summary_line(evaluate_lib._jsonable(without), 'o')
 
 
 def test_a_long_tape_and_a_short_clip_split_by_segments():
