@@ -387,10 +387,10 @@ def feature_distances(gen_features: np.ndarray, real_features: np.ndarray,
 # passing spans several windows, which are then drawn together.
 BOOTSTRAP_BLOCK_WINDOWS = 8
 # Statistics of the energy centroids that get intervals: the names of
-# `metrics.centroid_statistics`. A spread is compared as generated / real, a share as
-# generated - real.
+# `metrics.centroid_statistics`. A spread is compared as generated / real; a share or a
+# correlation as generated - real.
 SPREAD_STATISTICS = ('std_s', 'std_khz', 'quiet_share', 'std_khz_sounding')
-_SHARES = ('quiet_share', 'unrelated')
+_BY_DIFFERENCE = ('quiet_share', 'unrelated')
 _CONFIDENCE = 0.9
 
 
@@ -420,8 +420,9 @@ def _intervals(statistics, names, generated: tuple, real: tuple,
 
   Returns:
     {'confidence', 'resamples', 'real_clusters', name: {'generated': [lo, hi], 'real':
-    [lo, hi], 'ratio' (generated / real) or, for a share, 'difference' (generated -
-    real): [lo, hi]}}, the two sides resampled independently.
+    [lo, hi], 'ratio' (generated / real) or, for a share or a correlation,
+    'difference' (generated - real): [lo, hi]}}, the two sides resampled
+    independently.
   """
   resamples = {}
   for side, (items, clusters), stream in (('generated', generated, 6),
@@ -438,7 +439,7 @@ def _intervals(statistics, names, generated: tuple, real: tuple,
   columns = {side: metrics.bootstrap_interval(r, _CONFIDENCE)
              for side, r in {**resamples, **compared}.items()}
   for k, name in enumerate(names):
-    kind = 'difference' if name in _SHARES else 'ratio'
+    kind = 'difference' if name in _BY_DIFFERENCE else 'ratio'
     result[name] = {side: columns[side][k] for side in ('generated', 'real', kind)}
   return result
 
@@ -588,7 +589,7 @@ def summary_line(result: dict, output_dir: str) -> str:
     return 'n/a' if x is None else f'{100 * x:.0f}%'
 
   def interval(intervals, name, fmt='.2f', scale=1, unit=''):
-    """How gen and real compare, within the 90 % interval: ' (gen / real 1.0-2.0)'."""
+    """' (gen / real 90 % interval 1.00 to 1.99)', or '' without intervals."""
     if intervals is None:
       return ''
     entry = intervals[name]

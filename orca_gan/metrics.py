@@ -646,7 +646,7 @@ def cluster_bootstrap(statistics, clusters, num_resamples: int, seed) -> np.ndar
   Args:
     statistics: Function of an index array (into the N items; an item may repeat) to
       a 1-D array of K numbers.
-    clusters: [N] cluster of every item (any hashable numbers).
+    clusters: [N] cluster of every item (any numbers or strings).
     num_resamples: How many resamples.
     seed: Seed (anything `np.random.default_rng` takes) of the draws.
 
