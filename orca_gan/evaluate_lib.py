@@ -389,7 +389,7 @@ BOOTSTRAP_BLOCK_WINDOWS = 8
 # Statistics of the energy centroids that get intervals: the names of
 # `metrics.centroid_statistics`. A spread is compared as generated / real; a share or a
 # correlation as generated - real.
-SPREAD_STATISTICS = ('std_s', 'std_khz', 'quiet_share', 'std_khz_sounding')
+SPREAD_STATISTICS = metrics.CENTROID_SPREADS
 _BY_DIFFERENCE = ('quiet_share', 'unrelated')
 _CONFIDENCE = 0.9
 
@@ -401,11 +401,9 @@ def _real_clusters(real: RealStatistics, positions: np.ndarray) -> np.ndarray:
 
 
 def _spread_statistics(points: np.ndarray, quiet_db: float) -> np.ndarray:
-  """SPREAD_STATISTICS of (seconds, kHz, contrast dB) rows, as centroid_statistics."""
-  quiet = points[:, 2] < quiet_db
-  sounding = points[~quiet, 1]
-  return np.array([points[:, 0].std(), points[:, 1].std(), quiet.mean(),
-                   sounding.std() if len(sounding) else np.nan])
+  """SPREAD_STATISTICS of (seconds, kHz, contrast dB) rows (NaN for None)."""
+  spreads = metrics.centroid_spreads(points[:, :2], points[:, 2], quiet_db)
+  return np.array([spreads[name] for name in SPREAD_STATISTICS], np.float64)
 
 
 def _intervals(statistics, names, generated: tuple, real: tuple,

@@ -443,22 +443,45 @@ def centroid_statistics(generated_centroids, real_centroids, transform,
 
   def spread(c, contrast_db):
     quartiles = np.percentile(c, [25, 50, 75], axis=0)   # [3, 2]
+    spreads = centroid_spreads(c, contrast_db, quiet_db)
     result = {'count': int(len(c)), 'mean_s': float(c[:, 0].mean()),
-              'std_s': float(c[:, 0].std()), 'mean_khz': float(c[:, 1].mean()),
-              'std_khz': float(c[:, 1].std()),
+              'std_s': spreads.pop('std_s'), 'mean_khz': float(c[:, 1].mean()),
+              'std_khz': spreads.pop('std_khz'),
               'quartiles_s': [float(q) for q in quartiles[:, 0]],
               'quartiles_khz': [float(q) for q in quartiles[:, 1]]}
-    if contrast_db is not None:
-      quiet = np.asarray(contrast_db) < quiet_db
-      result['quiet_share'] = float(quiet.mean())
-      result['std_khz_sounding'] = (float(c[~quiet, 1].std()) if (~quiet).any()
-                                    else None)
+    result.update(spreads)
     return result
 
   return {'energy_distance': distance, 'p_value': p_value,
           'num_permutations': int(num_permutations),
           'generated': spread(generated, generated_contrast_db),
           'real': spread(real, real_contrast_db)}
+
+
+# What `centroid_spreads` returns, in its order.
+CENTROID_SPREADS = ('std_s', 'std_khz', 'quiet_share', 'std_khz_sounding')
+
+
+def centroid_spreads(centroids, contrast_db=None, quiet_db: float = QUIET_DB) -> dict:
+  """How widely a set of windows spreads its energy centroids.
+
+  Args:
+    centroids: [N, 2] (seconds, kHz) from `energy_centroids`.
+    contrast_db: Optional [N] `window_contrast_db` of the same windows.
+    quiet_db: Windows whose contrast is below this hold no sound.
+
+  Returns:
+    {'std_s', 'std_khz'}: the standard deviation of each coordinate; with the
+    contrast also 'quiet_share' (the share of windows below `quiet_db`) and
+    'std_khz_sounding' (the frequency spread of the others; None if none).
+  """
+  c = np.asarray(centroids, np.float64)
+  result: dict = {'std_s': float(c[:, 0].std()), 'std_khz': float(c[:, 1].std())}
+  if contrast_db is not None:
+    quiet = np.asarray(contrast_db) < quiet_db
+    result['quiet_share'] = float(quiet.mean())
+    result['std_khz_sounding'] = float(c[~quiet, 1].std()) if (~quiet).any() else None
+  return result
 
 
 def window_correlations(images_a, images_b) -> np.ndarray:
