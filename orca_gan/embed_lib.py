@@ -156,8 +156,9 @@ class EmbedConfig:
   """
   embedding: str = configs.flag('conv1_time_mean',
       "lstm: the discriminator's LSTM output; or a pooled convolution feature of each "
-      'window (conv<i>_time_mean: block i averaged over time; conv_time_mean: all '
-      'blocks; conv_grid: every block max-pooled to 4x4). bin/probe measures which '
+      'window (conv<i>_time_mean: block i averaged over time; conv<i>_time_mean_std: '
+      'its mean and standard deviation over time; conv_time_mean: all blocks averaged; '
+      'conv_grid: every block max-pooled to 4x4). bin/probe measures which '
       'sorts your labels best.')
   context: str = configs.flag('file',
       "file: each file's windows are one sequence through the discriminator LSTM, its "

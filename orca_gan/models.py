@@ -475,8 +475,10 @@ def latent_noise(key, size: int) -> tf.Tensor:
 
 def pooled_feature_names(config: ModelConfig) -> list:
   """Names of `pooled_features`, in order."""
-  return ([f'conv{i}_time_mean' for i in range(config.num_resolutions)] +
-          ['conv_time_mean', 'conv_grid'])
+  blocks = range(config.num_resolutions)
+  return ([f'conv{i}_time_mean' for i in blocks] +
+          [f'conv{i}_time_mean_std' for i in blocks] +
+          ['conv_time_mean', 'conv_time_mean_std', 'conv_grid'])
 
 
 def pooled_features(discriminator_model: Discriminator, images) -> dict:
@@ -484,7 +486,10 @@ def pooled_features(discriminator_model: Discriminator, images) -> dict:
 
   A call can sit anywhere in a window, so features that do not move with a time shift
   suit retrieval: `conv{i}_time_mean` is block i averaged over the time axis (frequency
-  x channels kept, flattened); `conv_time_mean` all of them side by side. `conv_grid`
+  x channels kept, flattened); `conv{i}_time_mean_std` adds the standard deviation over
+  time beside it (statistics pooling, as x-vectors pool speech frames: a short call
+  moves a block's spread over time more than its mean); `conv_time_mean` and
+  `conv_time_mean_std` are every block's side by side. `conv_grid`
   is every block max-pooled to a 4x4 grid, concatenated (the DCGAN paper's features,
   Radford et al. 2016), for reference.
 
@@ -502,13 +507,16 @@ def pooled_features(discriminator_model: Discriminator, images) -> dict:
   for i, block in enumerate(blocks):
     block = tf.cast(block, tf.float32)
     h, w, c = block.shape[1], block.shape[2], block.shape[3]
-    features[f'conv{i}_time_mean'] = tf.reshape(tf.reduce_mean(block, axis=2),
-                                                [batch, h * c])
+    mean = tf.reshape(tf.reduce_mean(block, axis=2), [batch, h * c])
+    features[f'conv{i}_time_mean'] = mean
+    features[f'conv{i}_time_mean_std'] = tf.concat(
+        [mean, tf.reshape(tf.math.reduce_std(block, axis=2), [batch, h * c])], axis=-1)
     pool = w // _BASE_SIZE
     grids.append(tf.reshape(tf.nn.max_pool2d(block, pool, pool, 'VALID'),
                             [batch, _BASE_SIZE * _BASE_SIZE * c]))
-  features['conv_time_mean'] = tf.concat(
-      [features[f'conv{i}_time_mean'] for i in range(len(blocks))], axis=-1)
+  for pooling in ('time_mean', 'time_mean_std'):
+    features[f'conv_{pooling}'] = tf.concat(
+        [features[f'conv{i}_{pooling}'] for i in range(len(blocks))], axis=-1)
   features['conv_grid'] = tf.concat(grids, axis=-1)
   return features
 

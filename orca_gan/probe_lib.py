@@ -408,11 +408,12 @@ def table(result: dict) -> str:
   """The scores as an aligned text table, one row per feature."""
   def fmt(x):
     return '   n/a' if x is None else f'{x:6.3f}'
-  lines = [f'{"feature":28} {"P@1":>6} {"top-5":>6} {"MRR":>6} {"kNN":>6} {"AUC":>6} '
+  width = max(len('feature'), *map(len, result))
+  lines = [f'{"feature":{width}} {"P@1":>6} {"top-5":>6} {"MRR":>6} {"kNN":>6} {"AUC":>6} '
            f'{"linear":>6}']
   for name, entry in result.items():
     r = entry.get('retrieval', {})
-    lines.append(f'{name:28} {fmt(r.get("precision_at_1"))} {fmt(r.get("top_5"))} '
+    lines.append(f'{name:{width}} {fmt(r.get("precision_at_1"))} {fmt(r.get("top_5"))} '
                  f'{fmt(r.get("mrr"))} {fmt(entry["knn_accuracy"])} '
                  f'{fmt(entry["mean_auc"])} {fmt(entry["linear_probe"]["accuracy"])}')
   return '\n'.join(lines)

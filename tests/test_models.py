@@ -479,3 +479,21 @@ def test_noise_inputs_are_refused_without_latents_redrawn_every_step():
     dataclasses.replace(TINY, noise_inputs=True, fast_z=0)
   with pytest.raises(trainers.TrainingError, match='--g_noise .* use --fast_z above 0'):
     trainers.TrainConfig(g_noise=True, fast_z=0)
+
+
+def test_pooled_features_average_and_spread_each_block_over_time():
+  _, discriminator = _build()
+  images = _images(3, 1)[:, 0]
+  blocks = [b.numpy() for b in discriminator.conv_blocks(images)]
+  features = {k: v.numpy() for k, v in models.pooled_features(discriminator, images).items()}
+  assert sorted(features) == sorted(models.pooled_feature_names(TINY))
+  for i, block in enumerate(blocks):  # [batch, frequency, time, channels]
+    mean = block.mean(axis=2).reshape(3, -1)
+    std = block.std(axis=2).reshape(3, -1)
+    np.testing.assert_allclose(features[f'conv{i}_time_mean'], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(features[f'conv{i}_time_mean_std'],
+                               np.concatenate([mean, std], axis=-1), rtol=1e-4, atol=1e-5)
+    assert std.max() > 0.0
+  for pooling in ('time_mean', 'time_mean_std'):
+    np.testing.assert_array_equal(features[f'conv_{pooling}'], np.concatenate(
+        [features[f'conv{i}_{pooling}'] for i in range(len(blocks))], axis=-1))

@@ -96,6 +96,12 @@ def test_cli_finds_the_same_calls_across_formats(exported, calls, tmp_path):
     assert retrieval['queries'] == 5 and retrieval['precision_at_1'] == 1.0, name
   for entry in report['features'].values():
     assert 0 <= entry['knn_accuracy'] <= 1 and 0 <= entry['mean_auc'] <= 1
+  # The table's columns line up whatever the longest feature name.
+  rows = [line for line in result.stdout.splitlines()
+          if line.split(' ')[0] in ('feature', 'trained', 'untrained', 'raw_pixels',
+                                           'spectral_profile')]
+  assert len(rows) == 1 + len(report['features'])
+  assert len({len(row) for row in rows}) == 1, rows
   assert len(report['features']['trained lstm']['predictive_units']['S1']) == 5
   assert (out / 'probe.png').stat().st_size > 0
 
