@@ -202,7 +202,8 @@ class TrainConfig:
       'With --augment: the chance that a window is augmented, drawn per window. Below '
       'about 0.8 the generator cannot leave to the augmentation what it should vary '
       'itself, such as where in the window a call sits (Karras et al. 2020). With '
-      '--augment_target: the chance a new run starts from.')
+      '--augment_target: the chance a new run starts from (0 allowed there: ADA '
+      'starts from no augmentation).')
   augment_shift: float = configs.flag(1.0,
       'With --augment: the farthest a window is rolled in time, as a share of its '
       'width, either way: 1 rolls it anywhere (its position tells nothing), 0.125 is '
@@ -262,7 +263,11 @@ class TrainConfig:
       if not getattr(self, name) > 0:
         raise TrainingError(f'--{name} must be positive, got {getattr(self, name)}')
     configs.check(self, TrainingError)
-    if not 0.0 < self.augment_p <= 1.0:
+    if self.augment_target:
+      if not 0.0 <= self.augment_p <= 1.0:
+        raise TrainingError(f'--augment_p, the chance --augment_target starts from, must '
+                            f'be in [0, 1], got {self.augment_p}')
+    elif not 0.0 < self.augment_p <= 1.0:
       raise TrainingError(f'--augment_p must be in (0, 1], got {self.augment_p}')
     if not 0.0 <= self.g_ema < 1.0:
       raise TrainingError(f'--g_ema must be in [0, 1), got {self.g_ema}')
@@ -280,9 +285,13 @@ class TrainConfig:
     if self.augment_p_max != 0.8 and not self.augment_target:
       raise TrainingError('--augment_p_max bounds the chance --augment_target adapts, '
                           'which is off')
-    if self.augment_target and not self.augment_p <= self.augment_p_max <= 1.0:
-      raise TrainingError(f'--augment_p_max must be in [--augment_p, 1], got '
-                          f'{self.augment_p_max} (--augment_p {self.augment_p})')
+    if self.augment_target and not 0.0 < self.augment_p_max <= 1.0:
+      raise TrainingError(f'--augment_p_max must be in (0, 1], got {self.augment_p_max}')
+    if self.augment_target and self.augment_p > self.augment_p_max:
+      raise TrainingError(f'--augment_target would start the chance at --augment_p '
+                          f'({self.augment_p}), above --augment_p_max '
+                          f'({self.augment_p_max}): pass --augment_p=0 to start from no '
+                          f'augmentation, as ADA does, or raise --augment_p_max')
     if self.r1_weight and self.loss == 'wgan_gp':
       raise TrainingError('--r1_weight with --loss wgan_gp: the critic has its gradient '
                           'penalty already (--gp_weight)')

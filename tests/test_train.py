@@ -927,14 +927,14 @@ def test_augment_shift_bounds_the_roll_either_way(record_dir, tmp_path):
 
 def test_augment_target_steers_the_chance_by_the_real_windows_scores(record_dir,
                                                                      tmp_path):
-  """ADA: from --augment_p, while the discriminator scores every real window as real
+  """ADA: from --augment_p (0, as in ADA), while the discriminator scores every real window as real
   (r_t = 1, above the target) the chance climbs 1/500 a step up to --augment_p_max;
   while it scores them as fake, it falls to 0; the step's draws use the chance as it
   is."""
   trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=1, batch_size=50,
-                                      augment=True, augment_p=0.001, augment_p_max=0.005,
+                                      augment=True, augment_p=0.0, augment_p_max=0.005,
                                       augment_target=0.6))
-  assert float(trainer.augment_p.numpy()) == pytest.approx(0.001)
+  assert float(trainer.augment_p.numpy()) == 0.0
   trainer.d_optimizer.learning_rate.assign(0.0)
   bias = trainer.discriminator.to_logit.bias
   chances = {}
@@ -946,7 +946,7 @@ def test_augment_target_steers_the_chance_by_the_real_windows_scores(record_dir,
       assert metrics['d_real_sign'] == sign
       assert metrics['augment_p'] == float(trainer.augment_p.numpy())
       chances.setdefault(sign, []).append(metrics['augment_p'])
-  assert chances[1.0] == pytest.approx([0.003, 0.005, 0.005])
+  assert chances[1.0] == pytest.approx([0.002, 0.004, 0.005])
   assert chances[-1.0] == pytest.approx([0.003, 0.001, 0.0])
   kept = {}
   for p in (0.0, 0.5):
@@ -962,6 +962,12 @@ def test_augment_target_steers_the_chance_by_the_real_windows_scores(record_dir,
                 dict(augment_target=0.6, augment_p_max=1.5)):
     with pytest.raises(trainers.TrainingError, match='--augment_p_max'):
       tiny_config(record_dir, tmp_path / 'bad', augment=True, augment_p=0.5, **flags)
+  # The default --augment_p (1) is above the default bound: the error names the fix.
+  with pytest.raises(trainers.TrainingError, match='pass --augment_p=0'):
+    tiny_config(record_dir, tmp_path / 'bad', augment=True, augment_target=0.6)
+  # 0 is a start for the adapted chance only; a fixed chance of 0 is no augmentation.
+  with pytest.raises(trainers.TrainingError, match=r'--augment_p must be in \(0, 1\]'):
+    tiny_config(record_dir, tmp_path / 'bad', augment=True, augment_p=0.0)
 
 
 def test_lecam_adds_its_weight_times_the_penalty_against_the_scores_history(
