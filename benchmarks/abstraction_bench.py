@@ -34,13 +34,14 @@ sys.path.insert(0, REPO)
 from orca_gan import audio_io  # noqa: E402 (found through REPO)
 from orca_gan import synth  # noqa: E402
 
+from bench_util import COLUMN  # noqa: E402
+from bench_util import EMBEDDINGS  # noqa: E402
 from bench_util import run_app  # noqa: E402 (benchmarks/, the script's folder)
 from bench_util import train_with_exports  # noqa: E402
 
 CLIP_S = 3.0
 LABELS = {'whistle': 'orca', 'pulsed_call': 'orca', 'clicks': 'orca', 'boat': 'boat',
           'speech': 'speech'}
-EMBEDDINGS = ('conv1_time_mean', 'conv_time_mean', 'conv_grid', 'lstm')
 
 
 def _overlaps(event, start_s, end_s) -> bool:
@@ -152,14 +153,14 @@ def main():
                      ('orca-vs-rest AUC', 'orca'),
                      ('linear probe accuracy (5-fold)', 'linear')):
     print(f'\n{title}:')
-    print(f'  {"":16}' + ''.join(f'{e:>17}' for e in EMBEDDINGS))
+    print(f'  {"":16}' + ''.join(f'{e:>{COLUMN}}' for e in EMBEDDINGS))
     for name, features in results.items():
       source = 'untrained' if name == 'untrained' else 'trained'
       print(f'  {name:16}' + ''.join(
-          f'{_score(features[f"{source} {e}"], key):17.3f}' for e in EMBEDDINGS))
+          f'{_score(features[f"{source} {e}"], key):{COLUMN}.3f}' for e in EMBEDDINGS))
     baseline = results['untrained']
     for feature in ('spectral_profile', 'raw_pixels'):
-      print(f'  {feature:16} {_score(baseline[feature], key):16.3f}  (baseline)')
+      print(f'  {feature:16} {_score(baseline[feature], key):{COLUMN - 1}.3f}  (baseline)')
   last = results[f'step {checkpoints[-1]}']
   print('\nper-kind AUC at the last step:')
   kinds = sorted(last['spectral_profile']['auc'])

@@ -12,7 +12,7 @@ Model: the demo discriminator `demo/run/export/discriminator` (`make demo` makes
 Rows, each a fresh subprocess, so interpreter and TensorFlow start-up are counted and
 peak RSS (`ru_maxrss` from `os.wait4`) is that process's own:
   baseline  bin/make_tfrecords: decode + spectrogram + shard writing, no model;
-  pooled    bin/embed (the default embedding, conv1_time_mean, per window);
+  pooled    bin/embed (the default embedding, a pooled feature of each window);
   file      bin/embed --embedding lstm --context file;
   window    bin/embed --embedding lstm --context window;
   records   bin/embed --tfrecords <the baseline's output>: start-up, model and reading
@@ -132,12 +132,12 @@ def main() -> None:
   audio_s = expected['audio_s']
   base = results['baseline']['wall_s']
   print()
-  header = (f'{"run":34s} {"audio h":>7s} {"wall s":>7s} {"x realtime":>10s} '
+  header = (f'{"run":36s} {"audio h":>7s} {"wall s":>7s} {"x realtime":>10s} '
             f'{"vs base":>7s} {"CPU s":>6s} {"peak RSS":>8s} {"others":>6s}')
   print(header)
   print('-' * len(header))
   names = {'baseline': 'bin/make_tfrecords (baseline)',
-           'pooled': 'bin/embed (conv1_time_mean)',
+           'pooled': 'bin/embed (default embedding)',
            'file': 'bin/embed --embedding lstm',
            'window': 'bin/embed lstm, --context window',
            'records': 'bin/embed --tfrecords (no decoding)',
@@ -147,7 +147,7 @@ def main() -> None:
     audio = 3.0 if name == 'startup' else audio_s
     r['audio_s'] = audio
     r['rtf'] = audio / r['wall_s']
-    print(f'{label:34s} {audio / 3600:7.3f} {r["wall_s"]:7.2f} {r["rtf"]:9.0f}x '
+    print(f'{label:36s} {audio / 3600:7.3f} {r["wall_s"]:7.2f} {r["rtf"]:9.0f}x '
           f'{r["wall_s"] / base:6.2f}x {r["cpu_s"]:6.1f} {r["peak_rss_mb"]:6.0f} MB '
           f'{100 * r["others_cpu_s"] / r["wall_s"]:5.0f}%')
   print('(wall = whole process incl. start-up; CPU = user+sys of that process; vs base = '

@@ -31,12 +31,13 @@ import shlex
 import sys
 import tempfile
 
+from bench_util import COLUMN
+from bench_util import EMBEDDINGS
 from bench_util import run_app
 from bench_util import train_with_exports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), 'shared', 'data')
-EMBEDDINGS = ('conv1_time_mean', 'conv_time_mean', 'conv_grid', 'lstm')
 DEFAULT_RECIPES = ('', '--flagfile=' + os.path.join(REPO, 'configs', 'cpu.flags'))
 
 
@@ -69,14 +70,14 @@ def print_table(recipes: dict, seed: int, records: str, eval_sequences: int) -> 
     print(f'  recipe {r["name"]}: bin/train {recipe or "(defaults)"}, '
           f'{r["train_min"]:.1f} min of training')
   print('\ncall-type retrieval, MRR (36 clips against 45 catalogue calls; clips tiled):')
-  print(f'  {"":22}' + ''.join(f'{e:>17}' for e in EMBEDDINGS))
+  print(f'  {"":22}' + ''.join(f'{e:>{COLUMN}}' for e in EMBEDDINGS))
   for r in recipes.values():
     for name, m in r['results'].items():
       print(f'  {r["name"] + " " + name:22}' + ''.join(
-          f'{m["probe"][f"trained {e}"]["retrieval"]["mrr"]:17.3f}' for e in EMBEDDINGS))
+          f'{m["probe"][f"trained {e}"]["retrieval"]["mrr"]:{COLUMN}.3f}' for e in EMBEDDINGS))
   baseline = next(iter(recipes.values()))['results']['untrained']['probe']
   for feature in ('spectral_profile', 'raw_pixels'):
-    print(f'  {feature:22} {baseline[feature]["retrieval"]["mrr"]:16.3f}  (baseline)')
+    print(f'  {feature:22} {baseline[feature]["retrieval"]["mrr"]:{COLUMN - 1}.3f}  (baseline)')
   print(f'\ngenerator (bin/evaluate on the training records, {eval_sequences} sequences of '
         '4 windows; real in brackets):')
   print(f'  {"":22}{"FD same-size":>13}{"(floor)":>8}{"KID":>8}{"(floor)":>8}'

@@ -2,7 +2,8 @@
 
 Audio files (or make_tfrecords output) go in; one embedding per `window_s` window comes
 out: a pooled convolution feature of the discriminator (`EmbedConfig.embedding`, by
-default `conv1_time_mean`), or its LSTM output, `d_lstm_units` wide. Windows that sound
+default `default_embedding`: the second-to-last block's mean and standard deviation over
+time, `conv3_time_mean_std` at 128 px), or its LSTM output, `d_lstm_units` wide. Windows that sound
 alike get nearby embeddings, so a short call clip can be used as a query to find similar
 windows in hours of tape, and the whole corpus can be browsed in TensorBoard's Projector.
 
@@ -142,8 +143,9 @@ class EmbedConfig:
   Attributes:
     embedding: The name of a pooled convolution feature
       (`models.pooled_feature_names`), which depends on its window alone, or 'lstm'
-      (the discriminator's LSTM output). The default, the second block averaged over
-      time, sorted call types best in every model bin/probe measured (README).
+      (the discriminator's LSTM output). '' (the default): `default_embedding`, which
+      told kinds of sound apart best in every model bin/probe measured and retrieves
+      call types as well as any (README).
     context: 'file' (each file one sequence, LSTM state carried) or 'window' (every
       window from the zero state); for 'lstm' only.
     pad_short: Keep recordings shorter than one window as one padded window.
@@ -154,11 +156,13 @@ class EmbedConfig:
     chunk_windows: Windows per discriminator call (bounds memory).
     projector_max_rows: At most this many rows in embeddings.tsv (see module doc).
   """
-  embedding: str = configs.flag('conv1_time_mean',
+  embedding: str = configs.flag('',
       "lstm: the discriminator's LSTM output; or a pooled convolution feature of each "
       'window (conv<i>_time_mean: block i averaged over time; conv<i>_time_mean_std: '
       'its mean and standard deviation over time; conv_time_mean: all blocks averaged; '
-      'conv_grid: every block max-pooled to 4x4). bin/probe measures which '
+      'conv_grid: every block max-pooled to 4x4). Default: the second-to-last '
+      "block's mean and standard deviation (conv3_time_mean_std at 128 px; models "
+      'exported without it: conv1_time_mean, then lstm). bin/probe measures which '
       'sorts your labels best.')
   context: str = configs.flag('file',
       "file: each file's windows are one sequence through the discriminator LSTM, its "
@@ -260,6 +264,19 @@ def embedding_names(loaded_model) -> list:
   if 'features' not in loaded_model.signatures:  # Exported before pooled features.
     return ['lstm']
   return ['lstm'] + sorted(loaded_model.signatures['features'].structured_outputs)
+
+
+def default_embedding(loaded_model) -> str:
+  """The embedding bin/embed uses unless told: the second-to-last convolution block's
+  mean and standard deviation over time (`conv3_time_mean_std` at 128 px), the feature
+  that told kinds of sound apart best in every model measured (benchmarks/README.md);
+  for models exported before it, `conv1_time_mean`, then 'lstm'."""
+  names = embedding_names(loaded_model)
+  blocks = loaded_model.model_config.num_resolutions
+  for name in (f'conv{max(blocks - 2, 0)}_time_mean_std', 'conv1_time_mean'):
+    if name in names:
+      return name
+  return 'lstm'
 
 
 def check_embedding(loaded_model, embedding: str) -> None:
@@ -428,7 +445,7 @@ def embed_clip(loaded_model, path: str, config: EmbedConfig | None = None):
   as its own sequence from the zero state).
 
   Returns:
-    (float32 [d_lstm_units], number of windows of the clip).
+    (float32 [embedding size], number of windows of the clip).
 
   Raises:
     audio_io.AudioError: The clip cannot be used.
@@ -437,7 +454,8 @@ def embed_clip(loaded_model, path: str, config: EmbedConfig | None = None):
   clip = audio_windows(path, loaded_model.transform, config.channel,
                        pad_short=True, short_clip=config.short_clip)
   embeddings = embed_windows(loaded_model, clip.stored, config.context,
-                             config.chunk_windows, config.embedding)
+                             config.chunk_windows,
+                             config.embedding or default_embedding(loaded_model))
   return embeddings.mean(axis=0), len(embeddings)
 
 
@@ -657,6 +675,8 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | N
   """
   start = time.monotonic()
   config = config or EmbedConfig()
+  if not config.embedding:
+    config = dataclasses.replace(config, embedding=default_embedding(loaded_model))
   check_embedding(loaded_model, config.embedding)
   paths, manifest = _checked_sources(inputs, tfrecord_dir, loaded_model.transform,
                                      model_path, log)

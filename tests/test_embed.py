@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -364,6 +365,31 @@ def test_pooled_embedding_is_per_window_and_named_in_errors(model, corpus, tmp_p
                            config=embed_lib.EmbedConfig(embedding='conv9'),
                            log=lambda line: None)
   assert not (tmp_path / 'out').exists()
+
+
+def test_default_embedding_is_the_second_to_last_blocks_mean_and_std(model, corpus,
+                                                                     tmp_path):
+  # TINY_MODEL's 32-px windows go through 3 blocks (128 px: 5, conv3_time_mean_std).
+  assert embed_lib.default_embedding(model) == 'conv1_time_mean_std'
+  summary = embed_lib.embed_corpus(model, str(tmp_path / 'out'),
+                                   inputs=[str(corpus / 'S_1.wav')],
+                                   query=str(corpus / 'S_1.wav'), log=lambda line: None)
+  assert summary.embedding == 'conv1_time_mean_std'
+  clip = embed_lib.audio_windows(str(corpus / 'S_1.wav'), TRANSFORM)
+  expected = embed_lib.embed_windows(model, clip.stored, embedding='conv1_time_mean_std')
+  np.testing.assert_allclose(np.load(tmp_path / 'out' / 'embeddings.npy'), expected,
+                             rtol=0, atol=1e-6)
+  # The file queried against itself: every window ranks with the query's own embedding.
+  query, _ = embed_lib.embed_clip(model, str(corpus / 'S_1.wav'))
+  np.testing.assert_allclose(query, expected.mean(axis=0), rtol=0, atol=1e-6)
+  # Models exported before statistics pooling, and before pooled features (stand-ins:
+  # this code cannot export them any more).
+  older = types.SimpleNamespace(model_config=TINY, signatures={'features': (
+      types.SimpleNamespace(structured_outputs={'conv0_time_mean': 0,
+                                                'conv1_time_mean': 0}))})
+  assert embed_lib.default_embedding(older) == 'conv1_time_mean'
+  oldest = types.SimpleNamespace(model_config=TINY, signatures={})
+  assert embed_lib.default_embedding(oldest) == 'lstm'
 
 
 def test_short_clip_fills_the_uncovered_columns():
