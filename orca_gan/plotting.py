@@ -106,30 +106,40 @@ def _save_atomically(figure: Figure, path: str) -> None:
 
 
 def plot_probe(scores: dict, path: str, title: str = '') -> None:
-  """Grouped bars: one group per score, one bar per feature (bin/probe).
+  """One panel per score, one horizontal bar per feature (bin/probe).
+
+  Bars are grey for the baselines, blue for trained features and orange for untrained
+  ones, so that each trained number sits beside what it has to beat.
 
   Args:
-    scores: {feature: {score name: value in [0, 1] or None}}, in drawing order.
+    scores: {feature: {score name: value in [0, 1] or None}}, in drawing order (top
+      to bottom).
     path: The PNG to write (atomically).
     title: Figure title.
   """
   features = list(scores)
   names = list(next(iter(scores.values())))
-  figure = Figure(figsize=(1.6 + 1.4 * len(names), 3.6), dpi=_DPI)
+  colors = ['tab:blue' if f.startswith('trained ') else
+            'tab:orange' if f.startswith('untrained ') else 'tab:grey' for f in features]
+  figure = Figure(figsize=(2.0 + 2.2 * len(names), 1.2 + 0.2 * len(features)), dpi=_DPI)
   FigureCanvasAgg(figure)
-  axes = figure.add_subplot(1, 1, 1)
-  width = 0.8 / len(features)
-  for i, feature in enumerate(features):
-    values = [scores[feature][n] if scores[feature][n] is not None else 0.0
-              for n in names]
-    axes.bar(np.arange(len(names)) + (i - (len(features) - 1) / 2) * width, values,
-             width, label=feature)
-  axes.set_xticks(np.arange(len(names)), names)
-  axes.set_ylim(0, 1)
-  axes.set_ylabel('score (higher is better)')
-  axes.legend(fontsize='small', loc='upper left', bbox_to_anchor=(1.0, 1.0))
+  rows = np.arange(len(features))
+  for i, name in enumerate(names):
+    axes = figure.add_subplot(1, len(names), i + 1)
+    values = [scores[f][name] for f in features]
+    axes.barh(rows, [0.0 if v is None else v for v in values], color=colors)
+    for row, value in zip(rows, values):
+      axes.text(0.01 if value is None else min(value, 0.8) + 0.01, row,
+                'n/a' if value is None else f'{value:.2f}', va='center',
+                fontsize='x-small')
+    axes.set_yticks(rows, features if i == 0 else [''] * len(features),
+                    fontsize='small')
+    axes.set_ylim(len(features) - 0.5, -0.5)
+    axes.set_xlim(0, 1)
+    axes.set_title(name, fontsize='medium')
+    axes.grid(axis='x', alpha=0.3)
   if title:
-    axes.set_title(title, fontsize='medium')
+    figure.suptitle(title, fontsize='medium')
   figure.tight_layout()
   _save_atomically(figure, path)
 
