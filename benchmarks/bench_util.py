@@ -8,9 +8,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The discriminator embeddings the quality benchmarks print (bin/probe's JSON holds
-# them all): bin/embed's default, the best measured for short clips padded with
-# silence and for telling kinds of sound apart, all blocks averaged, the DCGAN grid, and
-# the LSTM output.
+# them all): bin/embed's previous default, the best measured for short clips padded
+# with silence, bin/embed's default (at 128 px), all blocks averaged, the DCGAN grid,
+# and the LSTM output.
 EMBEDDINGS = ('conv1_time_mean', 'conv0_time_mean_std', 'conv3_time_mean_std',
               'conv_time_mean', 'conv_grid', 'lstm')
 COLUMN = max(map(len, EMBEDDINGS)) + 2

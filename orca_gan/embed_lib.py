@@ -3,9 +3,10 @@
 Audio files (or make_tfrecords output) go in; one embedding per `window_s` window comes
 out: a pooled convolution feature of the discriminator (`EmbedConfig.embedding`, by
 default `default_embedding`: the second-to-last block's mean and standard deviation over
-time, `conv3_time_mean_std` at 128 px), or its LSTM output, `d_lstm_units` wide. Windows that sound
-alike get nearby embeddings, so a short call clip can be used as a query to find similar
-windows in hours of tape, and the whole corpus can be browsed in TensorBoard's Projector.
+time, `conv3_time_mean_std` at 128 px), or its LSTM output, `d_lstm_units` wide.
+Windows that sound alike get nearby embeddings, so a short call clip can be used as a
+query to find similar windows in hours of tape, and the whole corpus can be browsed in
+TensorBoard's Projector.
 
 The windows are the very ones the model was trained on: the transform comes from the
 model's metadata, audio goes through `prepare_tfrecords.convert_file` with uint8 storage
@@ -143,9 +144,7 @@ class EmbedConfig:
   Attributes:
     embedding: The name of a pooled convolution feature
       (`models.pooled_feature_names`), which depends on its window alone, or 'lstm'
-      (the discriminator's LSTM output). '' (the default): `default_embedding`, which
-      told kinds of sound apart best in every model bin/probe measured and retrieves
-      call types as well as any (README).
+      (the discriminator's LSTM output). '' (the default): `default_embedding`.
     context: 'file' (each file one sequence, LSTM state carried) or 'window' (every
       window from the zero state); for 'lstm' only.
     pad_short: Keep recordings shorter than one window as one padded window.
@@ -268,9 +267,11 @@ def embedding_names(loaded_model) -> list:
 
 def default_embedding(loaded_model) -> str:
   """The embedding bin/embed uses unless told: the second-to-last convolution block's
-  mean and standard deviation over time (`conv3_time_mean_std` at 128 px), the feature
-  that told kinds of sound apart best in every model measured (benchmarks/README.md);
-  for models exported before it, `conv1_time_mean`, then 'lstm'."""
+  mean and standard deviation over time (`conv3_time_mean_std` at 128 px). On every
+  abstraction_bench seed measured it told kinds of sound apart better than the
+  spectrogram, and with tiled clips it retrieves call types as well as the spectrogram,
+  which no other feature that good at kinds of sound does (benchmarks/README.md). For
+  models exported before it: `conv1_time_mean`, then 'lstm'."""
   names = embedding_names(loaded_model)
   blocks = loaded_model.model_config.num_resolutions
   for name in (f'conv{max(blocks - 2, 0)}_time_mean_std', 'conv1_time_mean'):

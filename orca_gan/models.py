@@ -487,8 +487,8 @@ def pooled_features(discriminator_model: Discriminator, images) -> dict:
   A call can sit anywhere in a window, so features that do not move with a time shift
   suit retrieval: `conv{i}_time_mean` is block i averaged over the time axis (frequency
   x channels kept, flattened); `conv{i}_time_mean_std` adds the standard deviation over
-  time beside it (statistics pooling, as x-vectors pool speech frames: a short call
-  moves a block's spread over time more than its mean); `conv_time_mean` and
+  time beside it (statistics pooling, as x-vectors pool speech frames; the spectral
+  profile baseline is a band's mean and standard deviation too); `conv_time_mean` and
   `conv_time_mean_std` are every block's side by side. `conv_grid`
   is every block max-pooled to a 4x4 grid, concatenated (the DCGAN paper's features,
   Radford et al. 2016), for reference.

@@ -379,7 +379,7 @@ def test_default_embedding_is_the_second_to_last_blocks_mean_and_std(model, corp
   expected = embed_lib.embed_windows(model, clip.stored, embedding='conv1_time_mean_std')
   np.testing.assert_allclose(np.load(tmp_path / 'out' / 'embeddings.npy'), expected,
                              rtol=0, atol=1e-6)
-  # The file queried against itself: every window ranks with the query's own embedding.
+  # A query clip is the mean of its windows' default embeddings.
   query, _ = embed_lib.embed_clip(model, str(corpus / 'S_1.wav'))
   np.testing.assert_allclose(query, expected.mean(axis=0), rtol=0, atol=1e-6)
   # Models exported before statistics pooling, and before pooled features (stand-ins:

@@ -97,9 +97,9 @@ def test_cli_finds_the_same_calls_across_formats(exported, calls, tmp_path):
   for entry in report['features'].values():
     assert 0 <= entry['knn_accuracy'] <= 1 and 0 <= entry['mean_auc'] <= 1
   # The table's columns line up whatever the longest feature name.
+  first_words = ('feature', 'trained', 'untrained', 'raw_pixels', 'spectral_profile')
   rows = [line for line in result.stdout.splitlines()
-          if line.split(' ')[0] in ('feature', 'trained', 'untrained', 'raw_pixels',
-                                           'spectral_profile')]
+          if line.split(' ')[0] in first_words]
   assert len(rows) == 1 + len(report['features'])
   assert len({len(row) for row in rows}) == 1, rows
   assert len(report['features']['trained lstm']['predictive_units']['S1']) == 5

@@ -927,10 +927,10 @@ def test_augment_shift_bounds_the_roll_either_way(record_dir, tmp_path):
 
 def test_augment_target_steers_the_chance_by_the_real_windows_scores(record_dir,
                                                                      tmp_path):
-  """ADA: from --augment_p (0, as in ADA), while the discriminator scores every real window as real
-  (r_t = 1, above the target) the chance climbs 1/500 a step up to --augment_p_max;
-  while it scores them as fake, it falls to 0; the step's draws use the chance as it
-  is."""
+  """ADA: from --augment_p (0, as in ADA), while the discriminator scores every real
+  window as real (r_t = 1, above the target) the chance climbs 1/500 a step up to
+  --augment_p_max; while it scores them as fake, it falls to 0; the step's draws use
+  the chance as it is."""
   trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=1, batch_size=50,
                                       augment=True, augment_p=0.0, augment_p_max=0.005,
                                       augment_target=0.6))
