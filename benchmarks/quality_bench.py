@@ -10,8 +10,9 @@ take about 30 minutes of this 2-core CPU), and exports the same architecture unt
 
 * bin/probe: the 36 `clips/S_*.wav` call clips queried against the 45
   `catalog/flac/FO-S*.flac` catalogue calls (other recordings of the same call types),
-  with each embedding the discriminator offers, next to the spectrogram baselines
-  (clips tiled into their window, bin/probe's default);
+  with each embedding the discriminator offers, next to the spectrogram baselines, twice:
+  clips tiled into their window (bin/probe's default) and padded with silence
+  (`--short_clip zeros`, where the spectrogram is weakest);
 * bin/evaluate of the generator on the training records (Fréchet and kernel distances
   with their real-vs-real floors, collapse and diversity), on `--eval_sequences`
   sequences of 4 windows: 1024 by default, as bin/evaluate's (with 256 a few windows
@@ -43,19 +44,25 @@ DEFAULT_RECIPES = ('', '--flagfile=' + os.path.join(REPO, 'configs', 'cpu.flags'
 
 def measure(export: str, records: str, out: str, seed: int, eval_sequences: int,
             env: dict) -> dict:
-  """bin/probe of the discriminator and bin/evaluate of the generator of one export."""
-  probe_dir, evaluate_dir = out + '_probe', out + '_evaluate'
-  run_app('probe', '--model', os.path.join(export, 'discriminator'), '--queries',
-          os.path.join(SHARED, 'orcasound', 'clips', 'S_*.wav'), '--catalogue',
-          os.path.join(SHARED, 'orcasound', 'catalog', 'flac', 'FO-S*.flac'),
-          '--output_dir', probe_dir, '--seed', str(seed), env=env)
+  """bin/probe of the discriminator (clips tiled, then padded with silence) and
+  bin/evaluate of the generator of one export."""
+  result = {}
+  for key, short_clip in (('probe', 'tile'), ('probe_zeros', 'zeros')):
+    probe_dir = f'{out}_{key}'
+    run_app('probe', '--model', os.path.join(export, 'discriminator'), '--queries',
+            os.path.join(SHARED, 'orcasound', 'clips', 'S_*.wav'), '--catalogue',
+            os.path.join(SHARED, 'orcasound', 'catalog', 'flac', 'FO-S*.flac'),
+            '--output_dir', probe_dir, '--seed', str(seed), '--short_clip', short_clip,
+            env=env)
+    with open(os.path.join(probe_dir, 'probe.json')) as f:
+      result[key] = json.load(f)['features']
+  evaluate_dir = out + '_evaluate'
   run_app('evaluate', '--model', os.path.join(export, 'generator'), '--tfrecords',
           records, '--output_dir', evaluate_dir, '--seed', str(seed), '--num_sequences',
           str(eval_sequences), env=env)
-  with open(os.path.join(probe_dir, 'probe.json')) as f:
-    probe = json.load(f)['features']
   with open(os.path.join(evaluate_dir, 'metrics.json')) as f:
-    return {'probe': probe, 'evaluate': json.load(f)}
+    result['evaluate'] = json.load(f)
+  return result
 
 
 def ratio_interval(evaluate: dict, name: str) -> list:
@@ -69,15 +76,17 @@ def print_table(recipes: dict, seed: int, records: str, eval_sequences: int) -> 
   for recipe, r in recipes.items():
     print(f'  recipe {r["name"]}: bin/train {recipe or "(defaults)"}, '
           f'{r["train_min"]:.1f} min of training')
-  print('\ncall-type retrieval, MRR (36 clips against 45 catalogue calls; clips tiled):')
-  print(f'  {"":22}' + ''.join(f'{e:>{COLUMN}}' for e in EMBEDDINGS))
-  for r in recipes.values():
-    for name, m in r['results'].items():
-      print(f'  {r["name"] + " " + name:22}' + ''.join(
-          f'{m["probe"][f"trained {e}"]["retrieval"]["mrr"]:{COLUMN}.3f}' for e in EMBEDDINGS))
-  baseline = next(iter(recipes.values()))['results']['untrained']['probe']
-  for feature in ('spectral_profile', 'raw_pixels'):
-    print(f'  {feature:22} {baseline[feature]["retrieval"]["mrr"]:{COLUMN - 1}.3f}  (baseline)')
+  for key, clips in (('probe', 'clips tiled'), ('probe_zeros', 'clips padded with silence')):
+    print(f'\ncall-type retrieval, MRR (36 clips against 45 catalogue calls; {clips}):')
+    print(f'  {"":22}' + ''.join(f'{e:>{COLUMN}}' for e in EMBEDDINGS))
+    for r in recipes.values():
+      for name, m in r['results'].items():
+        print(f'  {r["name"] + " " + name:22}' + ''.join(
+            f'{m[key][f"trained {e}"]["retrieval"]["mrr"]:{COLUMN}.3f}' for e in EMBEDDINGS))
+    baseline = next(iter(recipes.values()))['results']['untrained'][key]
+    for feature in ('spectral_profile', 'raw_pixels'):
+      print(f'  {feature:22} {baseline[feature]["retrieval"]["mrr"]:{COLUMN - 1}.3f}'
+            '  (baseline)')
   print(f'\ngenerator (bin/evaluate on the training records, {eval_sequences} sequences of '
         '4 windows; real in brackets):')
   print(f'  {"":22}{"FD same-size":>13}{"(floor)":>8}{"KID":>8}{"(floor)":>8}'
