@@ -280,6 +280,15 @@ def default_embedding(loaded_model) -> str:
   return 'lstm'
 
 
+def resolved_config(loaded_model, config: EmbedConfig | None) -> EmbedConfig:
+  """`config` (default: `EmbedConfig()`) with its embedding named: '' becomes
+  `default_embedding(loaded_model)`."""
+  config = config or EmbedConfig()
+  if config.embedding:
+    return config
+  return dataclasses.replace(config, embedding=default_embedding(loaded_model))
+
+
 def check_embedding(loaded_model, embedding: str) -> None:
   """Raises UsageError unless the model offers `embedding`."""
   names = embedding_names(loaded_model)
@@ -451,12 +460,11 @@ def embed_clip(loaded_model, path: str, config: EmbedConfig | None = None):
   Raises:
     audio_io.AudioError: The clip cannot be used.
   """
-  config = config or EmbedConfig()
+  config = resolved_config(loaded_model, config)
   clip = audio_windows(path, loaded_model.transform, config.channel,
                        pad_short=True, short_clip=config.short_clip)
   embeddings = embed_windows(loaded_model, clip.stored, config.context,
-                             config.chunk_windows,
-                             config.embedding or default_embedding(loaded_model))
+                             config.chunk_windows, config.embedding)
   return embeddings.mean(axis=0), len(embeddings)
 
 
@@ -675,9 +683,7 @@ def embed_corpus(loaded_model, output_dir: str, inputs=(), tfrecord_dir: str | N
       removed again if this call created it.
   """
   start = time.monotonic()
-  config = config or EmbedConfig()
-  if not config.embedding:
-    config = dataclasses.replace(config, embedding=default_embedding(loaded_model))
+  config = resolved_config(loaded_model, config)
   check_embedding(loaded_model, config.embedding)
   paths, manifest = _checked_sources(inputs, tfrecord_dir, loaded_model.transform,
                                      model_path, log)
