@@ -155,9 +155,11 @@ def main():
     print(f'\n{title}:')
     print(f'  {"":16}' + ''.join(f'{e:>{COLUMN}}' for e in EMBEDDINGS))
     for name, features in results.items():
-      source = 'untrained' if name == 'untrained' else 'trained'
+      # Every row is the probed export ('trained' in bin/probe's report): the
+      # untrained one is this run's `--steps 0` export, the network the trained
+      # exports are compared against, not bin/probe's own untrained network.
       print(f'  {name:16}' + ''.join(
-          f'{_score(features[f"{source} {e}"], key):{COLUMN}.3f}' for e in EMBEDDINGS))
+          f'{_score(features[f"trained {e}"], key):{COLUMN}.3f}' for e in EMBEDDINGS))
     baseline = results['untrained']
     for feature in ('spectral_profile', 'raw_pixels'):
       print(f'  {feature:16} {_score(baseline[feature], key):{COLUMN - 1}.3f}  (baseline)')
