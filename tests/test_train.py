@@ -296,6 +296,31 @@ def test_extra_discriminator_updates_take_fresh_data_and_leave_g_statistics(
   np.testing.assert_array_equal(next(results[3].iterator).numpy(), next(fresh).numpy())
 
 
+def test_logged_discriminator_metrics_are_the_means_of_its_updates(record_dir, tmp_path,
+                                                                    monkeypatch):
+  """--d_steps 2: the discriminator's metrics of a time step average both updates
+  (ADA's r_t and LeCam's averages read them), not the last one alone."""
+  trainer = quiet_trainer(tiny_config(record_dir, tmp_path, steps=2, d_steps=2,
+                                      save_every=10, summary_every=2))
+  real_update = trainer._d_update
+  calls = []
+
+  def update(*args):
+    """The real update, reporting loss 1 and norm 10 for the first update of a time
+    step, 3 and 30 for the second."""
+    metrics, _, applied, *states = real_update(*args)
+    calls.append(args)
+    first = len(calls) % 2
+    return ({**metrics, 'd_loss': tf.constant(1.0 if first else 3.0)},
+            tf.constant(10.0 if first else 30.0), applied, *states)
+
+  monkeypatch.setattr(trainer, '_d_update', update)
+  metrics = train_lib.train(trainer)
+  assert calls and len(calls) % 2 == 0
+  assert metrics['d_loss'] == pytest.approx(2.0)
+  assert metrics['d_grad_norm'] == pytest.approx(20.0)
+
+
 def test_mixed_precision_overflow_is_skipped_counted_and_survived(record_dir, tmp_path):
   config = tiny_config(record_dir, tmp_path, steps=2, mixed_precision=True,
                        save_every=10, summary_every=2)
