@@ -911,7 +911,6 @@ class GanTrainer:
         # The generator runs once per time step in training mode (batch-norm averages
         # updated once); the discriminator updates see it as a constant.
         fake, new_g_state = self.generator(z[:, t], g_state, training=True)
-      d_sums: dict = {}
       for j in range(config.d_steps):
         last = j == config.d_steps - 1
         d_fake = (fake if last else
@@ -921,10 +920,12 @@ class GanTrainer:
                            seen(tf.stop_gradient(d_fake), t, j, 1), d_real_states[j],
                            d_fake_state, penalty_weights[t, j], lecam_anchors))
         sums['skipped_updates'] += 1.0 - tf.cast(d_applied, tf.float32)
-        # Norms of skipped updates are infinite: they count as 0 (see skipped_updates).
+        # The discriminator's metrics (and so ADA's r_t and LeCam's averages) are the
+        # means over its updates of the time step. Norms of skipped updates are
+        # infinite: they count as 0 (see skipped_updates).
         d_metrics['d_grad_norm'] = tf.where(d_applied, d_norm, 0.0)
         for name, value in d_metrics.items():
-          d_sums[name] = d_sums.get(name, 0.0) + tf.cast(value, tf.float32)
+          sums[name] += tf.cast(value, tf.float32) / config.d_steps
       with g_tape:
         fake_logits, _, _ = self.discriminator(seen(fake, t, config.d_steps, 1),
                                                d_fake_state, training=True)
@@ -934,10 +935,6 @@ class GanTrainer:
       g_norm, g_applied = self._apply(self.g_optimizer,
                                       g_tape.gradient(scaled, variables), variables)
       sums['skipped_updates'] += 1.0 - tf.cast(g_applied, tf.float32)
-      # The discriminator's metrics (and so ADA's r_t and LeCam's averages) are the
-      # means over its updates of the time step.
-      for name, value in d_sums.items():
-        sums[name] += value / config.d_steps
       sums['g_loss'] += g_loss
       sums['g_grad_norm'] += tf.where(g_applied, g_norm, 0.0)
       return new_g_state, new_fake_state, tuple(d_real_states), sums
