@@ -20,9 +20,10 @@ same), and files are compared by cosine similarity. The scores:
   the same call types): precision@1, top-5 hit rate and mean reciprocal rank of the
   first catalogue file with the query's label;
 * leave-one-file-out k-nearest-neighbour accuracy and, per label, the one-vs-rest ROC
-  AUC of the label's score (a file's largest similarity to another file of that label),
-  over the labels with two or more files (with `--labels_csv` every label must have
-  two; labels from file names with one file count in retrieval only);
+  AUC of the label's score (a file's largest similarity to another file of that label
+  minus its largest similarity to a file of another label), over the labels with two
+  or more files (with `--labels_csv` every label must have two; labels from file names
+  with one file count in retrieval only);
 * a linear probe: multinomial logistic regression (numpy, L2-regularised), accuracy
   under k-fold cross-validation by file;
 * per unit (the seed's "highly predictive neurons"): for each label the embedding
@@ -240,8 +241,13 @@ def knn_and_auc(similarity: np.ndarray, labels, k: int) -> dict:
   aucs = {}
   for label in sorted(set(labels)):
     members = labels == label
-    score = np.where(members[None, :], similarity, -np.inf).max(axis=1)
-    aucs[label] = roc_auc(score, members)
+    # The nearest-neighbour margin: how much nearer the file's closest member of the
+    # label is than its closest other file. The closest member alone ranks a label
+    # with many members by its most generic one: every file of another label near it
+    # scores high, and the AUC can fall below chance where k-NN is 0.85.
+    nearest_member = np.where(members[None, :], similarity, -np.inf).max(axis=1)
+    nearest_other = np.where(members[None, :], -np.inf, similarity).max(axis=1)
+    aucs[label] = roc_auc(nearest_member - nearest_other, members)
   valid = [v for v in aucs.values() if v is not None]
   return {'knn_accuracy': correct / len(labels), 'k': k, 'auc': aucs,
           'mean_auc': float(np.mean(valid)) if valid else None}

@@ -53,6 +53,22 @@ def test_knn_auc_and_linear_probe_separate_clusters_and_not_noise():
                                 seed=0)['accuracy'] < 0.6
 
 
+def test_auc_of_a_large_label_is_not_set_by_its_most_generic_member():
+  # 20 'orca' files in a loose cluster and one that looks like sea noise, inside a
+  # tight cluster of 10 'noise' files. Scored by its nearest member, every noise file
+  # ranks above every orca file (that stray is its nearest orca file): AUC 0, where
+  # k-NN gets 30 of 31 right. The nearest-neighbour margin misranks the stray alone.
+  rng = np.random.default_rng(0)
+  orca_centre, noise_centre = 3 * rng.normal(size=[2, 16])
+  points = np.concatenate([orca_centre + rng.normal(size=[20, 16]),
+                           noise_centre + 0.1 * rng.normal(size=[11, 16])])
+  labels = np.array(['orca'] * 21 + ['noise'] * 10)
+  scores = probe_lib.knn_and_auc(probe_lib.cosine_similarities(points, points), labels,
+                                 k=3)
+  assert scores['knn_accuracy'] == pytest.approx(30 / 31)
+  assert scores['auc']['orca'] == pytest.approx(20 / 21)
+
+
 def test_the_unit_that_carries_a_label_ranks_first():
   rng = np.random.default_rng(0)
   labels = np.array(['a'] * 10 + ['b'] * 10)
