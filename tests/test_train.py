@@ -840,7 +840,7 @@ def test_cli_recommended_cpu_flagfile_trains(record_dir, tmp_path):
                    '--batch_size', '2', '--seq_len', '2', *_TINY_MODEL_FLAGS)
   assert result.returncode == 0, result.stderr[-2000:]
   saved = json.loads((tmp_path / 'config.json').read_text())
-  assert saved['train']['d_lr'] == 4e-4 and saved['train']['r1_weight'] == 0.2
+  assert saved['train']['d_lr'] == 4e-4 and saved['train']['r1_weight'] == 1.0
   assert saved['train']['g_ema'] == 0.995 and saved['train']['augment_p'] == 0.5
   assert saved['train']['g_noise_init'] == 0.06
   assert saved['model']['noise_inputs'] is True and saved['model']['gf_min'] == 16
